@@ -1,0 +1,32 @@
+# twin_library(NAME DIR [LINK libs...]): a static library of every .c/.cpp file in DIR.
+# A directory holds one concern, so a new file there joins its library without editing CMake.
+# A directory that has no sources yet yields no target; callers test with if(TARGET ...).
+function(twin_library name dir)
+  cmake_parse_arguments(ARG "" "" "LINK" ${ARGN})
+  file(GLOB srcs CONFIGURE_DEPENDS ${dir}/*.c ${dir}/*.cpp)
+  if(NOT srcs)
+    return()
+  endif()
+  add_library(${name} STATIC ${srcs})
+  target_include_directories(${name} PUBLIC ${CMAKE_SOURCE_DIR} ${CMAKE_BINARY_DIR})
+  foreach(dep ${ARG_LINK})
+    if(TARGET ${dep} OR NOT dep MATCHES "^twin_")
+      target_link_libraries(${name} PUBLIC ${dep})
+    endif()
+  endforeach()
+  set_property(GLOBAL APPEND PROPERTY TWIN_LIBRARIES ${name})
+endfunction()
+
+# twin_executable(NAME SOURCES... LINK libs...): an executable in build/bin.
+function(twin_executable name)
+  cmake_parse_arguments(ARG "" "" "SOURCES;LINK" ${ARGN})
+  if(NOT ARG_SOURCES)
+    return()
+  endif()
+  add_executable(${name} ${ARG_SOURCES})
+  foreach(dep ${ARG_LINK})
+    if(TARGET ${dep} OR NOT dep MATCHES "^twin_")
+      target_link_libraries(${name} PRIVATE ${dep})
+    endif()
+  endforeach()
+endfunction()

@@ -1,0 +1,74 @@
+/* llm-svc/engine/backend.h — the interface every backend (cpu, cuda) implements.
+ * The engine owns scheduling, block tables and the block allocator; a backend owns the weights
+ * in its own layout, the storage of the KV block pool, and the forward pass over one batch.
+ * A batch mixes prefill chunks and decode tokens of many sequences (continuous batching). */
+#ifndef TWIN_ENGINE_BACKEND_H
+#define TWIN_ENGINE_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/error.h"
+#include "llm-svc/model/config.h"
+#include "llm-svc/model/weights.h"
+
+#define TWIN_KV_BLOCK_SIZE 16  /* tokens per KV block */
+
+/* One forward step. The tokens of sequence s are tokens[seq_start[s] .. seq_start[s+1]-1]; they
+ * sit at consecutive positions ending at seq_len[s]-1, so the sequence's KV cache already holds
+ * positions 0 .. seq_len[s]-n_new-1 (cached prefix) and this step writes the rest. Position p of
+ * sequence s lives in block block_tables[s*max_blocks + p/16], slot p%16. */
+typedef struct twin_batch {
+  int n_tokens;                 /* tokens in this step, all sequences together */
+  int n_seqs;
+  const int32_t *tokens;        /* [n_tokens] */
+  const int32_t *positions;     /* [n_tokens] position of each token within its sequence */
+  const int32_t *seq_start;     /* [n_seqs + 1] */
+  const int32_t *seq_len;       /* [n_seqs] context length after this step */
+  const int32_t *block_tables;  /* [n_seqs][max_blocks] KV block ids */
+  int max_blocks;               /* row stride of block_tables */
+  int all_logits;               /* 1: a row of logits per token; 0: per sequence (its last token) */
+} twin_batch;
+
+typedef struct twin_backend_opts {
+  size_t kv_bytes;              /* KV pool size in bytes; 0 = use kv_fraction */
+  double kv_fraction;           /* of free device (or host) memory when kv_bytes == 0 */
+  int max_tokens_per_step;      /* largest n_tokens a batch may carry (sizes scratch buffers) */
+  int max_seqs;                 /* largest n_seqs */
+  int threads;                  /* CPU threads; 0 = all cores */
+} twin_backend_opts;
+
+typedef struct twin_backend twin_backend;
+
+typedef struct twin_backend_ops {
+  /* Writes fp32 logits [n_out][vocab_size], n_out = all_logits ? n_tokens : n_seqs. */
+  int (*forward)(twin_backend *b, const twin_batch *batch, float *logits, twin_err *err);
+  void (*destroy)(twin_backend *b);
+} twin_backend_ops;
+
+struct twin_backend {
+  const twin_backend_ops *ops;
+  const char *name;                 /* "cpu" | "cuda" */
+  twin_model_config cfg;            /* copy of the model's config */
+  int num_blocks;                   /* blocks in the KV pool (each TWIN_KV_BLOCK_SIZE tokens) */
+  size_t kv_bytes_per_block;        /* K and V, all layers */
+  int max_tokens_per_step;
+  int max_seqs;
+  char weights_dtype[16];           /* as held by the backend: "f32", "bf16", "q4_k" ... */
+};
+
+static inline int twin_backend_forward(twin_backend *b, const twin_batch *batch, float *logits,
+                                       twin_err *err) {
+  return b->ops->forward(b, batch, logits, err);
+}
+static inline void twin_backend_destroy(twin_backend *b) {
+  if (b) b->ops->destroy(b);
+}
+
+/* Backends. The weights are borrowed only during create (converted into the backend's layout). */
+int twin_backend_cpu_create(const twin_model_config *cfg, const twin_weights *w,
+                            const twin_backend_opts *opts, twin_backend **out, twin_err *err);
+int twin_backend_cuda_create(const twin_model_config *cfg, const twin_weights *w,
+                             const twin_backend_opts *opts, twin_backend **out, twin_err *err);
+
+#endif
