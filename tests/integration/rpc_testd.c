@@ -1,7 +1,8 @@
 /* tests/integration/rpc_testd.c — a server of twin.test.v1.TestService over common/rpc, for the
  * runtime's own tests and benchmarks: echo, counted streams (plain and coalesced), a slow unary
  * method, and a report of the last stream cancel. Prints "PORT=<n>" once it serves.
- * Usage: rpc-testd [--port N] [--grace-ms MS]; SIGTERM/SIGINT shut it down gracefully. */
+ * Usage: rpc-testd [--port N | --listen HOST:PORT] [--name NAME] [--grace-ms MS];
+ * SIGTERM/SIGINT shut it down gracefully. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,7 @@
 #include "proto/test.pb-c.h"
 
 typedef struct testd {
+  const char *name;
   pthread_mutex_t mu;
   Twin__Test__V1__CancelReport last_cancel;
 } testd;
@@ -32,7 +34,7 @@ static void sleep_us(unsigned us) {
 }
 
 static void handle_echo(twin_rpc_call *call, const uint8_t *req, size_t len, void *user) {
-  (void)user;
+  testd *d = user;
   Twin__Test__V1__EchoRequest *r = twin__test__v1__echo_request__unpack(NULL, len, req);
   if (!r) {
     twin_rpc_call_fail(call, TWIN_RPC_INVALID_ARGUMENT, "malformed EchoRequest");
@@ -40,6 +42,7 @@ static void handle_echo(twin_rpc_call *call, const uint8_t *req, size_t len, voi
   }
   Twin__Test__V1__EchoResponse resp = TWIN__TEST__V1__ECHO_RESPONSE__INIT;
   resp.text = r->text;
+  resp.server = (char *)d->name;
   size_t n = twin__test__v1__echo_response__get_packed_size(&resp);
   uint8_t *buf = malloc(n ? n : 1);
   twin__test__v1__echo_response__pack(&resp, buf);
@@ -151,11 +154,14 @@ static void handle_last_cancel(twin_rpc_call *call, const uint8_t *req, size_t l
 
 int main(int argc, char **argv) {
   int port = 0, grace_ms = 5000;
+  const char *listen = NULL, *name = "rpc-testd";
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--port") == 0 && i + 1 < argc) port = atoi(argv[++i]);
+    else if (strcmp(argv[i], "--listen") == 0 && i + 1 < argc) listen = argv[++i];
+    else if (strcmp(argv[i], "--name") == 0 && i + 1 < argc) name = argv[++i];
     else if (strcmp(argv[i], "--grace-ms") == 0 && i + 1 < argc) grace_ms = atoi(argv[++i]);
     else {
-      fprintf(stderr, "usage: rpc-testd [--port N] [--grace-ms MS]\n");
+      fprintf(stderr, "usage: rpc-testd [--port N | --listen HOST:PORT] [--name NAME] [--grace-ms MS]\n");
       return 2;
     }
   }
@@ -165,9 +171,11 @@ int main(int argc, char **argv) {
   memset(&d, 0, sizeof d);
   pthread_mutex_init(&d.mu, NULL);
   twin__test__v1__cancel_report__init(&d.last_cancel);
+  d.name = name;
 
-  char addr[64];
-  snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
+  char addr[256];
+  if (listen) snprintf(addr, sizeof addr, "%s", listen);
+  else snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
   twin_rpc_server_opts o = {.address = addr, .name = "rpc-testd"};
   twin_rpc_server *srv;
   twin_err err;
