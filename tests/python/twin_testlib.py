@@ -79,6 +79,7 @@ class Process:
         full_env.update(env or {})
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.log, env=full_env)
         self.port = None
+        self.extra_ports = []
         if ready:
             self._wait_ready(ready, timeout)
 
@@ -93,6 +94,7 @@ class Process:
             if m:
                 if m.groups():
                     self.port = int(m.group(1))
+                    self.extra_ports = [int(g) for g in m.groups()[1:]]
                 return
         raise TimeoutError(f"{self.name} not ready in {timeout}s:\n{self.logs()}")
 
