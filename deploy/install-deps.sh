@@ -11,7 +11,7 @@ APT_PKGS=(
   libgrpc-dev protobuf-c-compiler libprotobuf-c-dev
   libhiredis-dev libmicrohttpd-dev libcurl4-openssl-dev
   libpcre2-dev libutf8proc-dev libopenblas-dev libcjson-dev
-  libxml2-dev libfaiss-dev libcmocka-dev
+  libxml2-dev libfaiss-dev libcmocka-dev libssl-dev
   redis-server redis-tools
   python3 python3-grpcio python3-numpy
 )
