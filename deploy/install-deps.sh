@@ -34,11 +34,11 @@ fi
 
 # Python test tools go into the interpreter the tests run with (the first python3 on PATH).
 PY=${PYTHON:-python3}
-PIP_PKGS=(grpcio protobuf numpy pytest tokenizers safetensors selenium)
+PIP_PKGS=(grpcio grpcio-tools protobuf numpy pytest tokenizers safetensors selenium jinja2)
 need=()
 for p in "${PIP_PKGS[@]}"; do
   mod=$p
-  case $p in protobuf) mod=google.protobuf ;; esac
+  case $p in protobuf) mod=google.protobuf ;; grpcio-tools) mod=grpc_tools ;; esac
   "$PY" -c "import $mod" 2>/dev/null || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
