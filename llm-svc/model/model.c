@@ -9,6 +9,7 @@
 
 #include "common/log.h"
 #include "common/util.h"
+#include "llm-svc/model/hub.h"
 
 static int file_exists(const char *dir, const char *name) {
   char p[2048];
@@ -57,6 +58,12 @@ static int load_chat_template(twin_model *m, const twin_model_open_opts *o, twin
 int twin_model_open(const char *path, const twin_model_open_opts *opts, twin_model **out,
                     twin_err *err) {
   *out = NULL;
+  char fetched[2048];
+  if (twin_hub_is_ref(path)) {
+    int rc = twin_hub_fetch(path, NULL, fetched, sizeof fetched, err);
+    if (rc) return rc;
+    path = fetched;
+  }
   struct stat st;
   if (!path || stat(path, &st) != 0)
     return twin_err_set(err, TWIN_ENOTFOUND, "model: '%s' does not exist", path ? path : "");

@@ -1,5 +1,6 @@
 /* llm-svc/model/model.h — a loaded model: its config, weights (memory-mapped), tokenizer and
- * chat template, from a Hugging Face model directory. The end-of-sequence set merges
+ * chat template, from a Hugging Face model directory (or hf://org/name@rev, fetched first into
+ * the local cache: hub.h). The end-of-sequence set merges
  * config.json, generation_config.json, the tokenizer's EOS and the chat template's end-of-turn
  * token. The model owns everything it points to. */
 #ifndef TWIN_MODEL_MODEL_H
