@@ -30,6 +30,9 @@ typedef struct twin_batch {
   int all_logits;               /* 1: a row of logits per token; 0: per sequence (its last token) */
 } twin_batch;
 
+/* Zero in any field means the backend's default (cpu: kv_fraction 0.5 of MemAvailable after
+ * the weights are loaded, max_tokens_per_step 512, max_seqs 64). The CPU backend calls
+ * openblas_set_num_threads(threads): a process-wide setting. */
 typedef struct twin_backend_opts {
   size_t kv_bytes;              /* KV pool size in bytes; 0 = use kv_fraction */
   double kv_fraction;           /* of free device (or host) memory when kv_bytes == 0 */
@@ -41,7 +44,10 @@ typedef struct twin_backend_opts {
 typedef struct twin_backend twin_backend;
 
 typedef struct twin_backend_ops {
-  /* Writes fp32 logits [n_out][vocab_size], n_out = all_logits ? n_tokens : n_seqs. */
+  /* Writes fp32 logits [n_out][vocab_size], n_out = all_logits ? n_tokens : n_seqs.
+   * Every sequence carries at least one token. The batch is checked (token ids, positions
+   * against seq_len, block ids against num_blocks) and a bad one is TWIN_EINVAL with nothing
+   * written. One thread drives a backend at a time. */
   int (*forward)(twin_backend *b, const twin_batch *batch, float *logits, twin_err *err);
   void (*destroy)(twin_backend *b);
 } twin_backend_ops;

@@ -40,8 +40,9 @@ typedef struct twin_model_config {
   int n_eos;
   twin_dtype dtype;          /* torch_dtype */
   /* Gemma 3 */
-  int sliding_window;        /* 0 = none */
-  int sliding_window_pattern;/* every Nth layer is global */
+  int sliding_window;        /* 0 = none; else a query attends to the last sliding_window
+                                positions (itself included); mistral's applies to all layers */
+  int sliding_window_pattern;/* 0 = every layer slides; N = every Nth layer is global */
   float rope_local_theta;
   float query_pre_attn_scalar;
   float attn_logit_softcap;  /* 0 = none */

@@ -1,6 +1,8 @@
 /* llm-svc/model/tensor.h — a named tensor inside a memory-mapped weights file, and the weight
  * types we read. Shapes are row-major, outermost first, in Hugging Face order: a linear
- * layer's weight is [out_features][in_features]. The data pointer borrows the mapping. */
+ * layer's weight is [out_features][in_features]. The data pointer borrows the mapping; so does
+ * the file name, which is kept so that later errors (a wrong shape, an unsupported dtype) can
+ * name the file and the offset of the tensor. */
 #ifndef TWIN_MODEL_TENSOR_H
 #define TWIN_MODEL_TENSOR_H
 
@@ -21,26 +23,34 @@ typedef enum {
   TWIN_DT_COUNT
 } twin_dtype;
 
+#define TWIN_TENSOR_MAX_DIMS 4
+
 typedef struct twin_tensor {
   char name[128];
   twin_dtype dtype;
   int ndim;
-  int64_t shape[4];   /* row-major, outermost first */
-  const void *data;   /* borrowed: points into the file mapping */
+  int64_t shape[TWIN_TENSOR_MAX_DIMS]; /* row-major, outermost first */
+  const void *data;   /* borrowed: points into the file mapping; no alignment promised */
   size_t nbytes;
+  const char *file;   /* borrowed: path of the file holding it (for messages) */
+  uint64_t file_offset; /* byte offset of data within that file */
 } twin_tensor;
 
+/* "f32", "f16", "bf16", "q8_0" ...; "?" for a value out of range. */
 const char *twin_dtype_name(twin_dtype t);
+/* Bytes per element of an unquantized dtype; 0 for block-quantized ones. */
+size_t twin_dtype_size(twin_dtype t);
 int64_t twin_tensor_numel(const twin_tensor *t);
 
-/* Converts n elements of a row starting at element `first` of t (any dtype, quantized blocks
- * included when `first` is block-aligned) to float32. Returns 0 or TWIN_EUNSUPPORTED. */
+/* Converts n elements of a row starting at element `first` of t to float32.
+ * Supported: f32, f16, bf16. Returns 0, TWIN_EINVAL when [first, first+n) is outside the
+ * tensor, or TWIN_EUNSUPPORTED for other dtypes. */
 int twin_tensor_to_f32(const twin_tensor *t, int64_t first, int64_t n, float *out);
 
 /* Scalar conversions used across backends. */
 float twin_bf16_to_f32(uint16_t h);
-uint16_t twin_f32_to_bf16(float f);   /* round to nearest even */
+uint16_t twin_f32_to_bf16(float f);   /* round to nearest even; NaN stays NaN */
 float twin_f16_to_f32(uint16_t h);
-uint16_t twin_f32_to_f16(float f);
+uint16_t twin_f32_to_f16(float f);    /* round to nearest even; overflow gives +-inf */
 
 #endif

@@ -1,0 +1,174 @@
+/* llm-svc/backend/cpu/cpu_forward.c — the CPU forward pass over one batch (prefill chunks and
+ * decode tokens of many sequences together), fp32. Each sequence reads its cached prefix through
+ * its block table and writes this step's keys and values into its blocks before attending, so
+ * a chunk's tokens see each other through the cache exactly as later tokens will. The batch is
+ * checked first (token ids, positions, block ids) so a bad batch is an error, never a stray
+ * read or write. This file is the golden model the CUDA kernels are checked against. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "llm-svc/backend/cpu/cpu_backend.h"
+
+/* ---- batch checks -------------------------------------------------------------------------- */
+
+static int check_batch(const cpu_backend *b, const twin_batch *batch, const float *logits,
+                       twin_err *err) {
+  const twin_model_config *cfg = &b->base.cfg;
+  if (!batch || !logits || !batch->tokens || !batch->positions || !batch->seq_start ||
+      !batch->seq_len || !batch->block_tables)
+    return twin_err_set(err, TWIN_EINVAL, "batch: a required array is NULL");
+  if (batch->n_tokens < 1 || batch->n_tokens > b->base.max_tokens_per_step)
+    return twin_err_set(err, TWIN_EINVAL, "batch: n_tokens %d outside [1, %d]", batch->n_tokens,
+                        b->base.max_tokens_per_step);
+  if (batch->n_seqs < 1 || batch->n_seqs > b->base.max_seqs || batch->n_seqs > batch->n_tokens)
+    return twin_err_set(err, TWIN_EINVAL, "batch: n_seqs %d outside [1, min(%d, n_tokens %d)]",
+                        batch->n_seqs, b->base.max_seqs, batch->n_tokens);
+  if (batch->max_blocks < 1)
+    return twin_err_set(err, TWIN_EINVAL, "batch: max_blocks %d < 1", batch->max_blocks);
+  if (batch->seq_start[0] != 0 || batch->seq_start[batch->n_seqs] != batch->n_tokens)
+    return twin_err_set(err, TWIN_EINVAL, "batch: seq_start must run from 0 to n_tokens %d",
+                        batch->n_tokens);
+  const long capacity = (long)batch->max_blocks * TWIN_KV_BLOCK_SIZE;
+  for (int s = 0; s < batch->n_seqs; s++) {
+    const int start = batch->seq_start[s], end = batch->seq_start[s + 1];
+    if (end <= start || end > batch->n_tokens)
+      return twin_err_set(err, TWIN_EINVAL, "batch: sequence %d has no tokens (seq_start %d..%d)",
+                          s, start, end);
+    const int n_new = end - start, len = batch->seq_len[s];
+    if (len < n_new || len > capacity)
+      return twin_err_set(err, TWIN_EINVAL,
+                          "batch: sequence %d: seq_len %d must be in [%d new tokens, %ld block "
+                          "table slots]", s, len, n_new, capacity);
+    for (int t = start; t < end; t++) {
+      if (batch->tokens[t] < 0 || batch->tokens[t] >= cfg->vocab_size)
+        return twin_err_set(err, TWIN_EINVAL, "batch: token %d (sequence %d) has id %d outside "
+                            "the vocabulary [0, %d)", t, s, batch->tokens[t], cfg->vocab_size);
+      if (batch->positions[t] != len - n_new + (t - start))
+        return twin_err_set(err, TWIN_EINVAL, "batch: token %d (sequence %d) has position %d; "
+                            "the sequence's new tokens sit at %d..%d", t, s, batch->positions[t],
+                            len - n_new, len - 1);
+    }
+    const int32_t *table = batch->block_tables + (size_t)s * batch->max_blocks;
+    for (int i = 0; i <= (len - 1) / TWIN_KV_BLOCK_SIZE; i++)
+      if (table[i] < 0 || table[i] >= b->base.num_blocks)
+        return twin_err_set(err, TWIN_EINVAL, "batch: sequence %d: block_tables[%d] = %d is not "
+                            "a block of the pool [0, %d)", s, i, table[i], b->base.num_blocks);
+  }
+  return 0;
+}
+
+/* One score row per worker, as long as the longest context in the batch. */
+static int reserve_scores(cpu_backend *b, const twin_batch *batch, twin_err *err) {
+  size_t longest = 0;
+  for (int s = 0; s < batch->n_seqs; s++)
+    if ((size_t)batch->seq_len[s] > longest) longest = (size_t)batch->seq_len[s];
+  if (longest <= b->s.scores_cap) return 0;
+  float *grown = realloc(b->s.scores, (size_t)b->n_threads * longest * sizeof *grown);
+  if (!grown)
+    return twin_err_set(err, TWIN_ENOMEM, "cpu backend: out of memory for attention scores of "
+                        "a %zu-token context", longest);
+  b->s.scores = grown;
+  b->s.scores_cap = longest;
+  return 0;
+}
+
+/* ---- steps of the forward ------------------------------------------------------------------ */
+
+static void embed_tokens(const cpu_backend *b, const twin_batch *batch, float *x) {
+  const size_t dim = (size_t)b->base.cfg.dim;
+  for (int t = 0; t < batch->n_tokens; t++)
+    memcpy(x + t * dim, b->embed + (size_t)batch->tokens[t] * dim, dim * sizeof *x);
+}
+
+/* cos/sin(position * inv_freq[i]) per token, shared by every layer of this step. */
+static void rope_tables(cpu_backend *b, const twin_batch *batch) {
+  const int half = b->base.cfg.head_dim / 2;
+  for (int t = 0; t < batch->n_tokens; t++) {
+    for (int i = 0; i < half; i++) {
+      double angle = (double)batch->positions[t] * b->rope_inv_freq[i];
+      b->s.rope_cos[(size_t)t * half + i] = (float)cos(angle);
+      b->s.rope_sin[(size_t)t * half + i] = (float)sin(angle);
+    }
+  }
+}
+
+/* Rotates the q and k heads of every token's qkv row. */
+static void apply_rope(cpu_backend *b, int n_tokens, float *qkv) {
+  const twin_model_config *cfg = &b->base.cfg;
+  const int half = cfg->head_dim / 2;
+  for (int t = 0; t < n_tokens; t++) {
+    float *q = qkv + (size_t)t * b->qkv_dim, *k = q + b->q_dim;
+    const float *cos = b->s.rope_cos + (size_t)t * half, *sin = b->s.rope_sin + (size_t)t * half;
+    cpu_rope(q, cos, sin, cfg->n_heads, cfg->head_dim);
+    cpu_rope(k, cos, sin, cfg->n_kv_heads, cfg->head_dim);
+  }
+}
+
+/* Copies each token's k and v into block block_table[pos/16], slot pos%16, of layer l. */
+static void write_kv_cache(cpu_backend *b, int layer, const twin_batch *batch, const float *qkv) {
+  float *k_cache = cpu_kv_cache(b, layer, 0), *v_cache = cpu_kv_cache(b, layer, 1);
+  const size_t kv_dim = (size_t)b->kv_dim;
+  for (int t = 0; t < batch->n_tokens; t++) {
+    const int seq = b->s.token_seq[t], pos = batch->positions[t];
+    const int32_t block =
+        batch->block_tables[(size_t)seq * batch->max_blocks + pos / TWIN_KV_BLOCK_SIZE];
+    const size_t slot = (size_t)block * TWIN_KV_BLOCK_SIZE + pos % TWIN_KV_BLOCK_SIZE;
+    const float *k = qkv + (size_t)t * b->qkv_dim + b->q_dim, *v = k + kv_dim;
+    memcpy(k_cache + slot * kv_dim, k, kv_dim * sizeof *k);
+    memcpy(v_cache + slot * kv_dim, v, kv_dim * sizeof *v);
+  }
+}
+
+/* ---- the forward --------------------------------------------------------------------------- */
+
+int cpu_forward(twin_backend *base, const twin_batch *batch, float *logits, twin_err *err) {
+  cpu_backend *b = (cpu_backend *)base;
+  const twin_model_config *cfg = &b->base.cfg;
+  int rc = check_batch(b, batch, logits, err);
+  if (rc == 0) rc = reserve_scores(b, batch, err);
+  if (rc) return rc;
+
+  const int n = batch->n_tokens, dim = cfg->dim, hidden = cfg->hidden_dim;
+  const float eps = cfg->norm_eps;
+  cpu_scratch *s = &b->s;
+  for (int seq = 0; seq < batch->n_seqs; seq++)
+    for (int t = batch->seq_start[seq]; t < batch->seq_start[seq + 1]; t++) s->token_seq[t] = seq;
+  rope_tables(b, batch);
+
+  /* x = embed[tokens] */
+  embed_tokens(b, batch, s->x);
+
+  for (int l = 0; l < cfg->n_layers; l++) {
+    const cpu_layer *L = &b->layers[l];
+
+    /* attention: x = x + Wo . attention(rope(Wqkv . rmsnorm(x) + bqkv)) */
+    cpu_rmsnorm(s->xn, s->x, L->attn_norm, n, dim, eps);
+    cpu_matmul(s->qkv, s->xn, L->wqkv, n, b->qkv_dim, dim, 0.0f);
+    if (L->bqkv) cpu_add_bias(s->qkv, L->bqkv, n, b->qkv_dim);
+    apply_rope(b, n, s->qkv);
+    write_kv_cache(b, l, batch, s->qkv);
+    cpu_paged_attention(b, l, batch, s->qkv, s->attn);
+    cpu_matmul(s->x, s->attn, L->wo, n, dim, b->q_dim, 1.0f);
+
+    /* MLP: x = x + Wdown . (silu(Wgate . rmsnorm(x)) * (Wup . rmsnorm(x))) */
+    cpu_rmsnorm(s->xn, s->x, L->ffn_norm, n, dim, eps);
+    cpu_matmul(s->gate_up, s->xn, L->w_gate_up, n, 2 * hidden, dim, 0.0f);
+    cpu_silu_mul(b->pool, s->ffn, s->gate_up, n, hidden);
+    cpu_matmul(s->x, s->ffn, L->w_down, n, dim, hidden, 1.0f);
+  }
+
+  /* logits = lm_head . rmsnorm(x), for every token or for each sequence's last token */
+  if (batch->all_logits) {
+    cpu_rmsnorm(s->xn, s->x, b->final_norm, n, dim, eps);
+    cpu_matmul(logits, s->xn, b->lm_head, n, cfg->vocab_size, dim, 0.0f);
+  } else {
+    for (int seq = 0; seq < batch->n_seqs; seq++) {
+      const int last = batch->seq_start[seq + 1] - 1;
+      cpu_rmsnorm(s->xn + (size_t)seq * dim, s->x + (size_t)last * dim, b->final_norm, 1, dim,
+                  eps);
+    }
+    cpu_matmul(logits, s->xn, b->lm_head, batch->n_seqs, cfg->vocab_size, dim, 0.0f);
+  }
+  return 0;
+}
