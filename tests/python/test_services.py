@@ -7,7 +7,7 @@ import urllib.request
 import grpc
 import pytest
 
-from twin_testlib import Process, binary, stubs
+from twin_testlib import Process, Redis, binary, stubs
 from models import tiny_model_dir
 
 SERVICES = {
@@ -17,16 +17,25 @@ SERVICES = {
 }
 
 
-def start(name, tmp_path_factory):
+def start(name, tmp_path_factory, redis):
     args = [binary(name), "--host", "127.0.0.1", "--port", "0", "--http-port", "0"]
+    if name in ("business-svc", "monitor-svc"):
+        args += ["--redis-url", redis.url]
     if name == "llm-svc":
         args += ["--model", tiny_model_dir(tmp_path_factory), "--backend", "cpu", "--kv-cache", "16M"]
     return Process(args, ready=r"LISTENING grpc=(\d+) http=(\d+)", name=name)
 
 
+@pytest.fixture(scope="module")
+def redis():
+    r = Redis()
+    yield r
+    r.stop()
+
+
 @pytest.fixture(params=sorted(SERVICES))
-def service(request, tmp_path_factory):
-    p = start(request.param, tmp_path_factory)
+def service(request, tmp_path_factory, redis):
+    p = start(request.param, tmp_path_factory, redis)
     yield request.param, p
     assert p.stop() == 0, p.logs()
     assert p.sanitizer_reports() == [], p.logs()
