@@ -1,0 +1,897 @@
+/* llm-svc/backend/cuda/cuda_backend.c — the CUDA backend: bf16 weights on the device (one
+ * allocation; q/k/v fused into one QKV matrix and gate/up into one gate/up matrix per layer),
+ * the paged KV pool (one allocation), scratch activations sized for the largest step, and the
+ * forward pass over a twin_batch: cuBLAS for the projections, our kernels (kernels.h) for the
+ * rest. A step's metadata (tokens, positions, cache slots, block tables, the decode list and the
+ * prefill tiles) goes to the device in one copy from pinned memory. Everything runs on one
+ * stream; the forward ends with one synchronisation. Pure-decode steps (one token per sequence)
+ * run as CUDA graphs, one per batch-size bucket (powers of two), captured on first use: their
+ * rows are padded to the bucket with empty sequences, and everything that varies between steps
+ * (tokens, positions, slots, block tables, the decode split size) is read from device memory. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "llm-svc/backend/cuda/cuda_backend.h"
+#include "llm-svc/backend/cuda/cuda_check.h"
+#include "llm-svc/backend/cuda/gemm.h"
+#include "llm-svc/backend/cuda/kernels.h"
+
+#define CUDA_DEFAULT_MAX_TOKENS 2048
+#define CUDA_DEFAULT_MAX_SEQS 256
+#define CUDA_DEFAULT_KV_FRACTION 0.9
+#define CUDA_STAGING_BYTES ((size_t)64 << 20)   /* f32/f16 weights pass through this */
+#define CUDA_CUBLAS_WORKSPACE ((size_t)32 << 20)
+#define CUDA_MIN_LOGIT_ROWS 64                   /* LM-head rows computed per pass */
+#define CUDA_MIN_PARTITION 64                    /* fewest keys a decode split takes */
+#define CUDA_ALIGN 256                           /* bytes, for every carved array */
+#define CUDA_MAX_GRAPHS 32                       /* decode buckets: 1, 2, 4, ... */
+
+static void cuda_destroy(twin_backend *base);
+static int cuda_forward(twin_backend *base, const twin_batch *batch, float *logits, twin_err *err);
+
+static const twin_backend_ops cuda_ops = {
+    .forward = cuda_forward,
+    .destroy = cuda_destroy,
+};
+
+/* ---- state --------------------------------------------------------------------------------- */
+
+typedef struct cuda_layer {   /* device pointers into the weights allocation */
+  twin_bf16 *attn_norm;       /* [dim] */
+  twin_bf16 *wqkv;            /* [(n_heads + 2*n_kv_heads)*hd][dim]: q rows, then k, then v */
+  twin_bf16 *bqkv;            /* [(n_heads + 2*n_kv_heads)*hd], or NULL without biases */
+  twin_bf16 *wo;              /* [dim][n_heads*hd] */
+  twin_bf16 *ffn_norm;        /* [dim] */
+  twin_bf16 *w_gate_up;       /* [2*hidden][dim]: gate rows, then up rows */
+  twin_bf16 *w_down;          /* [dim][hidden] */
+} cuda_layer;
+
+/* One step's metadata: counts on the host, arrays on the device (carved from meta_dev). */
+typedef struct cuda_step {
+  int n_tokens, n_seqs;       /* the batch's */
+  int rows;                   /* token rows computed: n_tokens, or a pure-decode step's padded
+                                 batch size (bucket) when it runs as a CUDA graph */
+  int n_last;                 /* rows fed to the LM head when not all_logits: n_seqs or bucket */
+  int graph;                  /* graph slot of the bucket, or -1: run eagerly */
+  int n_decode;               /* sequences with one new token (and padding): the decode kernel */
+  int n_tiles;                /* 64-query tiles of the others: the prefill kernel */
+  int max_blocks;             /* row stride of block_tables this step */
+  int max_splits;             /* decode split-K grid */
+  const int32_t *tokens;      /* [rows] */
+  const int32_t *positions;   /* [rows] */
+  const int32_t *slots;       /* [rows] block*16 + pos%16; -1 for padding */
+  const int32_t *seq_start;   /* [n_last + 1] */
+  const int32_t *seq_len;     /* [n_last] 0 for padding */
+  const int32_t *last_rows;   /* [n_last] each sequence's last token row */
+  const int32_t *decode_seqs; /* [n_decode] */
+  const int32_t *partition;   /* [1] decode keys per split */
+  const int32_t *tile_seq;    /* [n_tiles] */
+  const int32_t *tile_q0;     /* [n_tiles] */
+  const int32_t *block_tables;/* [n_last][max_blocks] */
+} cuda_step;
+
+typedef struct cuda_backend {
+  twin_backend base;          /* first: a twin_backend* is a cuda_backend* */
+  int device, num_sms;
+  cudaStream_t stream;
+  cublasHandle_t cublas;
+  void *cublas_workspace;     /* [CUDA_CUBLAS_WORKSPACE] bytes */
+  int q_dim, kv_dim, qkv_dim; /* n_heads*hd, n_kv_heads*hd, q_dim + 2*kv_dim */
+  int window;                 /* sliding window (0 = none) */
+  float attn_scale;           /* 1/sqrt(hd) */
+
+  void *weights;              /* the one weights allocation */
+  size_t weights_bytes;
+  twin_bf16 *embed;           /* [vocab][dim] */
+  twin_bf16 *final_norm;      /* [dim] */
+  twin_bf16 *lm_head;         /* [vocab][dim]; == embed when tied */
+  cuda_layer *layers;         /* [n_layers], host array */
+
+  twin_bf16 *kv_pool;         /* [n_layers][K,V][num_blocks][n_kv_heads][16][hd] */
+  size_t kv_cache_elems;      /* num_blocks*n_kv_heads*16*hd: one layer's K (or V) */
+
+  void *scratch;              /* the one scratch allocation, carved into: */
+  double *inv_freq;           /* [hd/2] rotary frequencies */
+  float *x;                   /* [T][dim] residual stream */
+  float *delta;               /* [T][dim] output of o_proj / down_proj, added to x */
+  float *cos_sin;             /* [T][hd/2][2] */
+  twin_bf16 *y;               /* [T][dim] normalised x, input of the next projection */
+  twin_bf16 *qkv;             /* [T][qkv_dim] */
+  twin_bf16 *attn;            /* [T][q_dim] */
+  twin_bf16 *gate_up;         /* [T][2*hidden] */
+  twin_bf16 *act;             /* [T][hidden] silu(gate) * up */
+  twin_bf16 *last;            /* [S][dim] rows of y feeding the LM head */
+  float *logits;              /* [logit_rows][vocab] */
+  float *part_acc;            /* [part_rows][n_heads][hd] decode split partials */
+  float *part_ml;             /* [part_rows][n_heads][2] */
+  int32_t *meta_dev;          /* [meta_cap] */
+  void *sampling_dev;         /* [S] x (temperature, top_k, top_p, min_p) + [S] x (seed, offset) */
+  int32_t *ids_dev;           /* [S] */
+  int logit_rows, part_rows;
+  int max_blocks_cap;         /* ceil(max_seq_len / 16): widest block table */
+  size_t meta_cap;            /* int32 entries */
+
+  int use_graphs;             /* 0 when TWIN_CUDA_GRAPHS=0 */
+  int graph_top;              /* largest decode bucket: min(max_seqs, max_tokens_per_step) */
+  cudaGraphExec_t graphs[2][CUDA_MAX_GRAPHS]; /* [logits | sampled ids][bucket slot] */
+  unsigned char graph_warm[2][CUDA_MAX_GRAPHS]; /* the bucket ran once eagerly */
+
+  int32_t *meta_host;         /* pinned [meta_cap] */
+  void *sampling_host;        /* pinned, as sampling_dev */
+} cuda_backend;
+
+/* ---- carving one allocation into aligned arrays --------------------------------------------- */
+
+typedef struct carver {
+  char *base;                 /* NULL while counting */
+  size_t used;                /* bytes */
+} carver;
+
+static void *carve(carver *c, size_t bytes) {
+  void *p = c->base ? c->base + c->used : NULL;
+  c->used += (bytes + CUDA_ALIGN - 1) / CUDA_ALIGN * CUDA_ALIGN;
+  return p;
+}
+
+/* ---- weights ------------------------------------------------------------------------------- */
+
+/* Places the backend's weights in c (counting only when c->base is NULL). */
+static void layout_weights(cuda_backend *b, carver *c) {
+  const twin_model_config *cfg = &b->base.cfg;
+  const size_t dim = (size_t)cfg->dim, hidden = (size_t)cfg->hidden_dim, bf = sizeof(twin_bf16);
+  b->embed = carve(c, (size_t)cfg->vocab_size * dim * bf);
+  b->final_norm = carve(c, dim * bf);
+  b->lm_head = cfg->tie_embeddings ? b->embed : carve(c, (size_t)cfg->vocab_size * dim * bf);
+  for (int l = 0; l < cfg->n_layers; l++) {
+    cuda_layer *L = &b->layers[l];
+    L->attn_norm = carve(c, dim * bf);
+    L->wqkv = carve(c, (size_t)b->qkv_dim * dim * bf);
+    L->bqkv = cfg->attn_bias ? carve(c, (size_t)b->qkv_dim * bf) : NULL;
+    L->wo = carve(c, dim * b->q_dim * bf);
+    L->ffn_norm = carve(c, dim * bf);
+    L->w_gate_up = carve(c, 2 * hidden * dim * bf);
+    L->w_down = carve(c, dim * hidden * bf);
+  }
+}
+
+/* Copies tensor t (f32, f16 or bf16; host memory, or device memory for tests) to dst as bf16.
+ * f32/f16 go through the device staging buffer and the conversion kernel; all on b->stream, so
+ * staging is reused in order. */
+static int upload_tensor(cuda_backend *b, twin_bf16 *dst, const twin_tensor *t, void *staging,
+                         twin_err *err) {
+  const int64_t n = twin_tensor_numel(t);
+  size_t esize;
+  twin_cuda_src_type src_type = TWIN_CUDA_SRC_F32;
+  switch (t->dtype) {
+    case TWIN_DT_BF16: esize = 2; break;
+    case TWIN_DT_F16: esize = 2; src_type = TWIN_CUDA_SRC_F16; break;
+    case TWIN_DT_F32: esize = 4; break;
+    default:
+      return twin_err_set(err, TWIN_EUNSUPPORTED,
+                          "cuda backend: tensor '%s' has dtype %s; the backend loads f32, f16 or "
+                          "bf16", t->name, twin_dtype_name(t->dtype));
+  }
+  if (n <= 0 || t->nbytes < (size_t)n * esize || !t->data)
+    return twin_err_set(err, TWIN_EFORMAT,
+                        "cuda backend: tensor '%s' holds %zu bytes, fewer than its %lld elements "
+                        "of %s need", t->name, t->nbytes, (long long)n, twin_dtype_name(t->dtype));
+  if (t->dtype == TWIN_DT_BF16) {
+    CUDA_CHECK(err, cudaMemcpyAsync(dst, t->data, (size_t)n * esize, cudaMemcpyDefault,
+                                    b->stream));
+    return 0;
+  }
+  const int64_t chunk = (int64_t)(CUDA_STAGING_BYTES / esize);
+  for (int64_t first = 0; first < n; first += chunk) {
+    const int64_t count = n - first < chunk ? n - first : chunk;
+    CUDA_CHECK(err, cudaMemcpyAsync(staging, (const char *)t->data + (size_t)first * esize,
+                                    (size_t)count * esize, cudaMemcpyDefault, b->stream));
+    CUDA_CHECK(err, twin_cuda_convert_to_bf16(dst + first, staging, src_type, (size_t)count,
+                                              b->stream));
+  }
+  return 0;
+}
+
+static int check_numel(const twin_tensor *t, int64_t want, const char *role, twin_err *err) {
+  if (!t)
+    return twin_err_set(err, TWIN_EINVAL, "cuda backend: tensor for %s is missing", role);
+  if (twin_tensor_numel(t) != want)
+    return twin_err_set(err, TWIN_EFORMAT,
+                        "cuda backend: tensor '%s' (%s) has %lld elements, the config wants %lld",
+                        t->name, role, (long long)twin_tensor_numel(t), (long long)want);
+  return 0;
+}
+
+/* Uploads t after checking it has `want` elements (shapes were checked when binding). */
+static int place(cuda_backend *b, twin_bf16 *dst, const twin_tensor *t, int64_t want,
+                 const char *role, void *staging, twin_err *err) {
+  int rc = check_numel(t, want, role, err);
+  return rc ? rc : upload_tensor(b, dst, t, staging, err);
+}
+
+static int load_weights(cuda_backend *b, const twin_llama_tensors *t, twin_err *err) {
+  const twin_model_config *cfg = &b->base.cfg;
+  const int64_t dim = cfg->dim, hidden = cfg->hidden_dim, vocab = cfg->vocab_size;
+  const int64_t q_dim = b->q_dim, kv_dim = b->kv_dim;
+  if (t->n_layers != cfg->n_layers || !t->layers)
+    return twin_err_set(err, TWIN_EINVAL, "cuda backend: %d bound layers for a %d-layer config",
+                        t->n_layers, cfg->n_layers);
+  carver counter = {0};
+  layout_weights(b, &counter);
+  b->weights_bytes = counter.used;
+  cudaError_t e = cudaMalloc(&b->weights, b->weights_bytes);
+  if (e != cudaSuccess) {
+    b->weights = NULL;
+    return twin_err_set(err, TWIN_ENOMEM, "cuda backend: cannot allocate %.2f GiB of device "
+                        "memory for bf16 weights: %s", (double)b->weights_bytes / (1 << 30),
+                        cudaGetErrorString(e));
+  }
+  carver placer = {.base = b->weights};
+  layout_weights(b, &placer);
+
+  void *staging = NULL;
+  CUDA_CHECK(err, cudaMalloc(&staging, CUDA_STAGING_BYTES));
+  int rc = place(b, b->embed, t->embed, vocab * dim, "embed_tokens", staging, err);
+  if (!rc) rc = place(b, b->final_norm, t->final_norm, dim, "final norm", staging, err);
+  if (!rc && !cfg->tie_embeddings)
+    rc = place(b, b->lm_head, t->lm_head, vocab * dim, "lm_head", staging, err);
+  for (int l = 0; l < cfg->n_layers && !rc; l++) {
+    const twin_llama_layer_tensors *T = &t->layers[l];
+    const cuda_layer *L = &b->layers[l];
+    rc = place(b, L->attn_norm, T->attn_norm, dim, "input_layernorm", staging, err);
+    if (!rc) rc = place(b, L->wqkv, T->wq, q_dim * dim, "q_proj", staging, err);
+    if (!rc) rc = place(b, L->wqkv + q_dim * dim, T->wk, kv_dim * dim, "k_proj", staging, err);
+    if (!rc)
+      rc = place(b, L->wqkv + (q_dim + kv_dim) * dim, T->wv, kv_dim * dim, "v_proj", staging, err);
+    if (!rc && cfg->attn_bias) {
+      rc = place(b, L->bqkv, T->bq, q_dim, "q_proj bias", staging, err);
+      if (!rc) rc = place(b, L->bqkv + q_dim, T->bk, kv_dim, "k_proj bias", staging, err);
+      if (!rc) rc = place(b, L->bqkv + q_dim + kv_dim, T->bv, kv_dim, "v_proj bias", staging, err);
+    }
+    if (!rc) rc = place(b, L->wo, T->wo, dim * q_dim, "o_proj", staging, err);
+    if (!rc) rc = place(b, L->ffn_norm, T->ffn_norm, dim, "post_attention_layernorm", staging, err);
+    if (!rc) rc = place(b, L->w_gate_up, T->w_gate, hidden * dim, "gate_proj", staging, err);
+    if (!rc)
+      rc = place(b, L->w_gate_up + hidden * dim, T->w_up, hidden * dim, "up_proj", staging, err);
+    if (!rc) rc = place(b, L->w_down, T->w_down, dim * hidden, "down_proj", staging, err);
+    if (rc) twin_err_wrap(err, "layer %d", l);
+  }
+  /* the staging buffer may still be read by queued conversions */
+  cudaError_t sync = cudaStreamSynchronize(b->stream);
+  cudaFree(staging);
+  if (!rc && sync != cudaSuccess)
+    rc = twin_cuda_fail(err, sync, "cudaStreamSynchronize(weights upload)", __FILE__, __LINE__);
+  return rc;
+}
+
+/* ---- rotary frequencies -------------------------------------------------------------------- */
+
+/* inv_freq[i] = theta^(-2i/hd), with Llama 3's scaling when configured (high frequencies kept,
+ * low ones divided by factor, a smooth blend between), in double like the CPU backend. */
+static void rope_frequencies(const twin_model_config *cfg, double *inv_freq) {
+  const int half = cfg->head_dim / 2;
+  const double two_pi = 6.283185307179586;
+  for (int i = 0; i < half; i++) {
+    double inv = 1.0 / pow((double)cfg->rope_theta, (2.0 * i) / cfg->head_dim);
+    if (cfg->rope_llama3) {
+      const double factor = cfg->rope_factor, low = cfg->rope_low_freq_factor,
+                   high = cfg->rope_high_freq_factor, old_len = cfg->rope_original_max_pos;
+      const double wavelen = two_pi / inv;
+      if (wavelen > old_len / low) {
+        inv = inv / factor;
+      } else if (wavelen >= old_len / high) {
+        const double smooth = (old_len / wavelen - low) / (high - low);
+        inv = (1.0 - smooth) * inv / factor + smooth * inv;
+      }
+    }
+    inv_freq[i] = inv;
+  }
+}
+
+/* ---- scratch, metadata and the KV pool ------------------------------------------------------ */
+
+static size_t sampling_bytes(int max_seqs) {
+  /* temperature, top_k, top_p, min_p (4 bytes each), then seed, offset (8 bytes each) */
+  return (size_t)max_seqs * (4 * 4 + 2 * 8);
+}
+
+static void layout_scratch(cuda_backend *b, carver *c) {
+  const twin_model_config *cfg = &b->base.cfg;
+  const size_t T = (size_t)b->base.max_tokens_per_step, S = (size_t)b->base.max_seqs;
+  const size_t dim = (size_t)cfg->dim, hidden = (size_t)cfg->hidden_dim, bf = sizeof(twin_bf16);
+  b->inv_freq = carve(c, (size_t)(cfg->head_dim / 2) * sizeof(double));
+  b->x = carve(c, T * dim * sizeof(float));
+  b->delta = carve(c, T * dim * sizeof(float));
+  b->cos_sin = carve(c, T * (size_t)cfg->head_dim * sizeof(float));
+  b->y = carve(c, T * dim * bf);
+  b->qkv = carve(c, T * (size_t)b->qkv_dim * bf);
+  b->attn = carve(c, T * (size_t)b->q_dim * bf);
+  b->gate_up = carve(c, T * 2 * hidden * bf);
+  b->act = carve(c, T * hidden * bf);
+  b->last = carve(c, S * dim * bf);
+  b->logits = carve(c, (size_t)b->logit_rows * cfg->vocab_size * sizeof(float));
+  b->part_acc = carve(c, (size_t)b->part_rows * b->q_dim * sizeof(float));
+  b->part_ml = carve(c, (size_t)b->part_rows * cfg->n_heads * 2 * sizeof(float));
+  b->meta_dev = carve(c, b->meta_cap * sizeof(int32_t));
+  b->sampling_dev = carve(c, sampling_bytes(b->base.max_seqs));
+  b->ids_dev = carve(c, S * sizeof(int32_t));
+}
+
+static int allocate_scratch(cuda_backend *b, twin_err *err) {
+  const twin_model_config *cfg = &b->base.cfg;
+  const size_t T = (size_t)b->base.max_tokens_per_step, S = (size_t)b->base.max_seqs;
+  b->logit_rows = b->base.max_seqs > CUDA_MIN_LOGIT_ROWS ? b->base.max_seqs : CUDA_MIN_LOGIT_ROWS;
+  b->part_rows = 4 * b->base.max_seqs > 2 * b->num_sms ? 4 * b->base.max_seqs : 2 * b->num_sms;
+  const int max_seq_len = cfg->max_seq_len > 0 ? cfg->max_seq_len : 4096;
+  b->max_blocks_cap = (max_seq_len + TWIN_KV_BLOCK_SIZE - 1) / TWIN_KV_BLOCK_SIZE;
+  /* tokens, positions, slots | seq_start, seq_len, last rows, decode list | partition | tiles |
+   * block tables (see prepare_step); a graph bucket is at most min(S, T) rows */
+  b->meta_cap = 3 * T + 4 * S + 2 + 2 * (T / TWIN_CUDA_PREFILL_TILE + S) +
+                S * (size_t)b->max_blocks_cap;
+
+  carver counter = {0};
+  layout_scratch(b, &counter);
+  cudaError_t e = cudaMalloc(&b->scratch, counter.used);
+  if (e != cudaSuccess) {
+    b->scratch = NULL;
+    return twin_err_set(err, TWIN_ENOMEM, "cuda backend: cannot allocate %.2f GiB of scratch for "
+                        "%zu tokens and %zu sequences a step: %s",
+                        (double)counter.used / (1 << 30), T, S, cudaGetErrorString(e));
+  }
+  carver placer = {.base = b->scratch};
+  layout_scratch(b, &placer);
+  CUDA_CHECK(err, cudaMallocHost((void **)&b->meta_host, b->meta_cap * sizeof(int32_t)));
+  CUDA_CHECK(err, cudaMallocHost(&b->sampling_host, sampling_bytes(b->base.max_seqs)));
+
+  double *inv_freq = malloc((size_t)(cfg->head_dim / 2) * sizeof *inv_freq);
+  if (!inv_freq) return twin_err_set(err, TWIN_ENOMEM, "cuda backend: out of memory");
+  rope_frequencies(cfg, inv_freq);
+  e = cudaMemcpy(b->inv_freq, inv_freq, (size_t)(cfg->head_dim / 2) * sizeof *inv_freq,
+                 cudaMemcpyHostToDevice);
+  free(inv_freq);
+  if (e != cudaSuccess) return twin_cuda_fail(err, e, "cudaMemcpy(inv_freq)", __FILE__, __LINE__);
+  return 0;
+}
+
+static int allocate_kv_pool(cuda_backend *b, const twin_backend_opts *opts, twin_err *err) {
+  const twin_model_config *cfg = &b->base.cfg;
+  const size_t per_block = (size_t)cfg->n_layers * 2 * TWIN_KV_BLOCK_SIZE * (size_t)b->kv_dim *
+                           sizeof(twin_bf16);
+  size_t budget = opts->kv_bytes;
+  if (budget == 0) {
+    size_t free_bytes = 0, total_bytes = 0;
+    CUDA_CHECK(err, cudaMemGetInfo(&free_bytes, &total_bytes));
+    const double fraction = opts->kv_fraction > 0 && opts->kv_fraction <= 1
+                                ? opts->kv_fraction : CUDA_DEFAULT_KV_FRACTION;
+    budget = (size_t)(fraction * (double)free_bytes);
+  }
+  size_t blocks = budget / per_block;
+  if (blocks > INT32_MAX / TWIN_KV_BLOCK_SIZE) blocks = INT32_MAX / TWIN_KV_BLOCK_SIZE;
+  if (blocks == 0)
+    return twin_err_set(err, TWIN_EINVAL,
+                        "cuda backend: a KV budget of %zu bytes holds no block (one block is %zu "
+                        "bytes: %d layers x K,V x 16 tokens x %d kv dims x bf16)",
+                        budget, per_block, cfg->n_layers, b->kv_dim);
+  cudaError_t e = cudaMalloc((void **)&b->kv_pool, blocks * per_block);
+  if (e != cudaSuccess) {
+    b->kv_pool = NULL;
+    return twin_err_set(err, TWIN_ENOMEM, "cuda backend: cannot allocate a KV pool of %zu blocks "
+                        "(%.2f GiB): %s", blocks, (double)(blocks * per_block) / (1 << 30),
+                        cudaGetErrorString(e));
+  }
+  b->base.num_blocks = (int)blocks;
+  b->base.kv_bytes_per_block = per_block;
+  b->kv_cache_elems = blocks * TWIN_KV_BLOCK_SIZE * (size_t)b->kv_dim;
+  return 0;
+}
+
+static twin_bf16 *k_cache(const cuda_backend *b, int layer) {
+  return b->kv_pool + (size_t)(2 * layer) * b->kv_cache_elems;
+}
+static twin_bf16 *v_cache(const cuda_backend *b, int layer) {
+  return b->kv_pool + (size_t)(2 * layer + 1) * b->kv_cache_elems;
+}
+
+/* ---- one step's metadata ------------------------------------------------------------------ */
+
+static int check_batch(const cuda_backend *b, const twin_batch *batch, twin_err *err) {
+  const twin_model_config *cfg = &b->base.cfg;
+  if (!batch || !batch->tokens || !batch->positions || !batch->seq_start || !batch->seq_len ||
+      !batch->block_tables)
+    return twin_err_set(err, TWIN_EINVAL, "batch: a required array is NULL");
+  if (batch->n_tokens < 1 || batch->n_tokens > b->base.max_tokens_per_step)
+    return twin_err_set(err, TWIN_EINVAL, "batch: n_tokens %d outside [1, %d]", batch->n_tokens,
+                        b->base.max_tokens_per_step);
+  if (batch->n_seqs < 1 || batch->n_seqs > b->base.max_seqs || batch->n_seqs > batch->n_tokens)
+    return twin_err_set(err, TWIN_EINVAL, "batch: n_seqs %d outside [1, min(%d, n_tokens %d)]",
+                        batch->n_seqs, b->base.max_seqs, batch->n_tokens);
+  if (batch->max_blocks < 1)
+    return twin_err_set(err, TWIN_EINVAL, "batch: max_blocks %d < 1", batch->max_blocks);
+  if (batch->seq_start[0] != 0 || batch->seq_start[batch->n_seqs] != batch->n_tokens)
+    return twin_err_set(err, TWIN_EINVAL, "batch: seq_start must run from 0 to n_tokens %d",
+                        batch->n_tokens);
+  const long table_slots = (long)batch->max_blocks * TWIN_KV_BLOCK_SIZE;
+  const long model_slots = (long)b->max_blocks_cap * TWIN_KV_BLOCK_SIZE;
+  for (int s = 0; s < batch->n_seqs; s++) {
+    const int start = batch->seq_start[s], end = batch->seq_start[s + 1];
+    if (end <= start || end > batch->n_tokens)
+      return twin_err_set(err, TWIN_EINVAL, "batch: sequence %d has no tokens (seq_start %d..%d)",
+                          s, start, end);
+    const int n_new = end - start, len = batch->seq_len[s];
+    if (len < n_new || len > table_slots)
+      return twin_err_set(err, TWIN_EINVAL,
+                          "batch: sequence %d: seq_len %d must be in [%d new tokens, %ld block "
+                          "table slots]", s, len, n_new, table_slots);
+    if (len > model_slots)
+      return twin_err_set(err, TWIN_EINVAL,
+                          "batch: sequence %d: seq_len %d exceeds the model's max_seq_len %d",
+                          s, len, b->base.cfg.max_seq_len);
+    for (int t = start; t < end; t++) {
+      if (batch->tokens[t] < 0 || batch->tokens[t] >= cfg->vocab_size)
+        return twin_err_set(err, TWIN_EINVAL, "batch: token %d (sequence %d) has id %d outside "
+                            "the vocabulary [0, %d)", t, s, batch->tokens[t], cfg->vocab_size);
+      if (batch->positions[t] != len - n_new + (t - start))
+        return twin_err_set(err, TWIN_EINVAL, "batch: token %d (sequence %d) has position %d; "
+                            "the sequence's new tokens sit at %d..%d", t, s, batch->positions[t],
+                            len - n_new, len - 1);
+    }
+    const int32_t *table = batch->block_tables + (size_t)s * batch->max_blocks;
+    for (int i = 0; i <= (len - 1) / TWIN_KV_BLOCK_SIZE; i++)
+      if (table[i] < 0 || table[i] >= b->base.num_blocks)
+        return twin_err_set(err, TWIN_EINVAL, "batch: sequence %d: block_tables[%d] = %d is not "
+                            "a block of the pool [0, %d)", s, i, table[i], b->base.num_blocks);
+  }
+  return 0;
+}
+
+/* Keys the decode kernel reads for a context of len: from the block holding the first visible
+ * position (see twin_cuda_attention_decode). */
+static int decode_span(const cuda_backend *b, int len) {
+  const int first = b->window > 0 && len > b->window ? len - b->window : 0;
+  return len - first / TWIN_KV_BLOCK_SIZE * TWIN_KV_BLOCK_SIZE;
+}
+
+/* Split-K for decode: thread blocks per KV head so that n_decode sequences fill the chip twice,
+ * within the partials' capacity. */
+static int decode_splits(const cuda_backend *b, int n_decode) {
+  const int per_split = n_decode * b->base.cfg.n_kv_heads;
+  int splits = (2 * b->num_sms + per_split - 1) / per_split;
+  if (splits > b->part_rows / n_decode) splits = b->part_rows / n_decode;
+  return splits < 1 ? 1 : splits;
+}
+
+/* Keys per split: the longest span over `splits`, at least CUDA_MIN_PARTITION, a whole number
+ * of blocks. ceil(span_max / result) <= splits. */
+static int decode_partition(int span_max, int splits) {
+  int p = (span_max + splits - 1) / splits;
+  if (p < CUDA_MIN_PARTITION) p = CUDA_MIN_PARTITION;
+  return (p + TWIN_KV_BLOCK_SIZE - 1) / TWIN_KV_BLOCK_SIZE * TWIN_KV_BLOCK_SIZE;
+}
+
+/* Graph slot and padded batch size of a pure-decode step of n sequences: the next power of two,
+ * capped at graph_top (the largest batch a step can have). */
+static int graph_bucket(const cuda_backend *b, int n, int *padded) {
+  int size = 1, slot = 0;
+  while (size < n) {
+    size *= 2;
+    slot++;
+  }
+  *padded = size < b->graph_top ? size : b->graph_top;
+  return slot;
+}
+
+/* Checks the batch, fills the pinned metadata and sends it to the device. Pure-decode steps get
+ * a fixed layout per batch-size bucket (rows padded with empty sequences: seq_len 0, cache slot
+ * -1), so that a CUDA graph captured once replays for every later step of that bucket. Layout
+ * (int32): tokens, positions, slots [rows] | seq_start [seqs+1], seq_len, last_rows,
+ * decode_seqs [seqs] | partition [1] | tile_seq, tile_q0 [tiles] | block tables [seqs][stride]. */
+static int prepare_step(cuda_backend *b, const twin_batch *batch, cuda_step *st, twin_err *err) {
+  int rc = check_batch(b, batch, err);
+  if (rc) return rc;
+  /* a step that failed part-way may have left its copy of meta_host in flight */
+  CUDA_CHECK(err, cudaStreamSynchronize(b->stream));
+  const int T = batch->n_tokens, S = batch->n_seqs;
+  memset(st, 0, sizeof *st);
+  st->n_tokens = T;
+  st->n_seqs = S;
+  st->graph = -1;
+  int rows = T, seqs = S;
+  if (b->use_graphs && T == S) { /* every sequence brings one token */
+    st->graph = graph_bucket(b, S, &rows);
+    seqs = rows;
+  }
+  st->rows = rows;
+  st->n_last = seqs;
+  int mb = 1, span_max = 1;
+  for (int s = 0; s < S; s++) {
+    const int blocks = (batch->seq_len[s] + TWIN_KV_BLOCK_SIZE - 1) / TWIN_KV_BLOCK_SIZE;
+    if (blocks > mb) mb = blocks;
+  }
+  const int stride = st->graph >= 0 ? b->max_blocks_cap : mb;
+  st->max_blocks = stride;
+
+  int32_t *h = b->meta_host;
+  size_t used = 0;
+#define TAKE(n) (used += (size_t)(n), h + used - (size_t)(n))
+  int32_t *tokens = TAKE(rows), *positions = TAKE(rows), *slots = TAKE(rows);
+  int32_t *seq_start = TAKE(seqs + 1), *seq_len = TAKE(seqs), *last_rows = TAKE(seqs);
+  int32_t *decode_seqs = TAKE(seqs), *partition = TAKE(1);
+  memcpy(tokens, batch->tokens, (size_t)T * sizeof *tokens);
+  memcpy(positions, batch->positions, (size_t)T * sizeof *positions);
+  memcpy(seq_start, batch->seq_start, (size_t)(S + 1) * sizeof *seq_start);
+  memcpy(seq_len, batch->seq_len, (size_t)S * sizeof *seq_len);
+  int n_tiles = 0;
+  for (int s = 0; s < S; s++) {
+    const int32_t *src = batch->block_tables + (size_t)s * batch->max_blocks;
+    const int start = batch->seq_start[s], n_new = batch->seq_start[s + 1] - start;
+    for (int t = start; t < start + n_new; t++) {
+      const int pos = batch->positions[t];
+      slots[t] = src[pos / TWIN_KV_BLOCK_SIZE] * TWIN_KV_BLOCK_SIZE + pos % TWIN_KV_BLOCK_SIZE;
+    }
+    last_rows[s] = start + n_new - 1;
+    if (n_new == 1) {
+      decode_seqs[st->n_decode++] = s;
+      const int span = decode_span(b, batch->seq_len[s]);
+      if (span > span_max) span_max = span;
+    } else {
+      n_tiles += (n_new + TWIN_CUDA_PREFILL_TILE - 1) / TWIN_CUDA_PREFILL_TILE;
+    }
+  }
+  for (int i = S; i < seqs; i++) { /* padding: one empty sequence per padded row */
+    tokens[i] = 0;
+    positions[i] = 0;
+    slots[i] = -1;
+    seq_start[i + 1] = i + 1;
+    seq_len[i] = 0;
+    last_rows[i] = i;
+    decode_seqs[st->n_decode++] = i;
+  }
+  int32_t *tile_seq = TAKE(n_tiles), *tile_q0 = TAKE(n_tiles);
+  const size_t head_ints = used;
+  int32_t *tables = TAKE((size_t)seqs * stride);
+#undef TAKE
+  for (int s = 0, k = 0; s < S; s++) {
+    const int n_new = batch->seq_start[s + 1] - batch->seq_start[s];
+    if (n_new == 1) continue;
+    for (int q0 = 0; q0 < n_new; q0 += TWIN_CUDA_PREFILL_TILE, k++) {
+      tile_seq[k] = s;
+      tile_q0[k] = q0;
+    }
+  }
+  for (int s = 0; s < S; s++) { /* only each sequence's own blocks are ever read */
+    const int blocks = (batch->seq_len[s] + TWIN_KV_BLOCK_SIZE - 1) / TWIN_KV_BLOCK_SIZE;
+    memcpy(tables + (size_t)s * stride, batch->block_tables + (size_t)s * batch->max_blocks,
+           (size_t)blocks * sizeof *tables);
+  }
+  st->n_tiles = n_tiles;
+  if (st->n_decode) {
+    const int splits = decode_splits(b, st->n_decode);
+    *partition = decode_partition(span_max, splits);
+    /* a graph keeps its grid: every split a bucket may need, the unused ones exit at once */
+    st->max_splits = st->graph >= 0 ? splits : (span_max + *partition - 1) / *partition;
+  } else {
+    *partition = CUDA_MIN_PARTITION;
+  }
+
+  int32_t *d = b->meta_dev;
+  st->tokens = d + (tokens - h);
+  st->positions = d + (positions - h);
+  st->slots = d + (slots - h);
+  st->seq_start = d + (seq_start - h);
+  st->seq_len = d + (seq_len - h);
+  st->last_rows = d + (last_rows - h);
+  st->decode_seqs = d + (decode_seqs - h);
+  st->partition = d + (partition - h);
+  st->tile_seq = d + (tile_seq - h);
+  st->tile_q0 = d + (tile_q0 - h);
+  st->block_tables = d + (tables - h);
+  CUDA_CHECK(err, cudaMemcpyAsync(d, h, head_ints * sizeof *h, cudaMemcpyHostToDevice, b->stream));
+  if (stride == mb)
+    CUDA_CHECK(err, cudaMemcpyAsync(d + head_ints, tables, (size_t)S * mb * sizeof *h,
+                                    cudaMemcpyHostToDevice, b->stream));
+  else /* the rows' used prefixes only */
+    CUDA_CHECK(err, cudaMemcpy2DAsync(d + head_ints, (size_t)stride * sizeof *h, tables,
+                                      (size_t)stride * sizeof *h, (size_t)mb * sizeof *h, S,
+                                      cudaMemcpyHostToDevice, b->stream));
+  return 0;
+}
+
+/* ---- the forward --------------------------------------------------------------------------- */
+
+/* One decoder layer. On entry y = rmsnorm(x, attn_norm of this layer); on return x has both
+ * residual branches added and y = rmsnorm(x, next_norm). */
+static int layer_forward(cuda_backend *b, int l, const cuda_step *st, const twin_bf16 *next_norm,
+                         twin_err *err) {
+  const twin_model_config *cfg = &b->base.cfg;
+  const cuda_layer *L = &b->layers[l];
+  const int n = st->rows, dim = cfg->dim, hidden = cfg->hidden_dim, hd = cfg->head_dim;
+  const float eps = cfg->norm_eps;
+  cudaStream_t s = b->stream;
+
+  /* attention: x += Wo . attention(rope(Wqkv . y + bqkv)) */
+  CUBLAS_CHECK(err, twin_cuda_gemm(b->cublas, b->y, dim, L->wqkv, b->qkv, 0, n, b->qkv_dim, dim,
+                                   0.0f));
+  CUDA_CHECK(err, twin_cuda_rope_kv_write(b->qkv, L->bqkv, b->cos_sin, st->slots, k_cache(b, l),
+                                          v_cache(b, l), n, cfg->n_heads, cfg->n_kv_heads, hd, s));
+  if (st->n_decode)
+    CUDA_CHECK(err, twin_cuda_attention_decode(
+                        b->attn, b->qkv, b->qkv_dim, k_cache(b, l), v_cache(b, l),
+                        st->decode_seqs, st->seq_start, st->seq_len, st->block_tables,
+                        st->max_blocks, st->n_decode, cfg->n_heads, cfg->n_kv_heads, hd,
+                        b->attn_scale, b->window, st->partition, st->max_splits, b->part_acc,
+                        b->part_ml, s));
+  if (st->n_tiles)
+    CUDA_CHECK(err, twin_cuda_attention_prefill(
+                        b->attn, b->qkv, b->qkv_dim, k_cache(b, l), v_cache(b, l), st->tile_seq,
+                        st->tile_q0, st->n_tiles, st->seq_start, st->seq_len, st->block_tables,
+                        st->max_blocks, cfg->n_heads, cfg->n_kv_heads, hd, b->attn_scale,
+                        b->window, s));
+  CUBLAS_CHECK(err, twin_cuda_gemm(b->cublas, b->attn, b->q_dim, L->wo, b->delta, 1, n, dim,
+                                   b->q_dim, 0.0f));
+  CUDA_CHECK(err, twin_cuda_add_rmsnorm(b->y, b->x, b->delta, L->ffn_norm, n, dim, eps, s));
+
+  /* MLP: x += Wdown . (silu(Wgate . y) * (Wup . y)) */
+  CUBLAS_CHECK(err, twin_cuda_gemm(b->cublas, b->y, dim, L->w_gate_up, b->gate_up, 0, n,
+                                   2 * hidden, dim, 0.0f));
+  CUDA_CHECK(err, twin_cuda_silu_mul(b->act, b->gate_up, n, hidden, s));
+  CUBLAS_CHECK(err, twin_cuda_gemm(b->cublas, b->act, hidden, L->w_down, b->delta, 1, n, dim,
+                                   hidden, 0.0f));
+  CUDA_CHECK(err, twin_cuda_add_rmsnorm(b->y, b->x, b->delta, next_norm, n, dim, eps, s));
+  return 0;
+}
+
+/* Embedding, every layer, final norm: leaves y = rmsnorm(x_final, final_norm) for every row;
+ * with gather, also last = the rows of y listed in last_rows (each sequence's last token). */
+static int enqueue_layers(cuda_backend *b, const cuda_step *st, int gather, twin_err *err) {
+  const twin_model_config *cfg = &b->base.cfg;
+  const int n = st->rows;
+  CUDA_CHECK(err, twin_cuda_embed_f32(b->x, b->embed, st->tokens, n, cfg->dim, b->stream));
+  CUDA_CHECK(err, twin_cuda_rope_table(b->cos_sin, st->positions, b->inv_freq, n, cfg->head_dim,
+                                       b->stream));
+  CUDA_CHECK(err, twin_cuda_rmsnorm(b->y, b->x, b->layers[0].attn_norm, n, cfg->dim,
+                                    cfg->norm_eps, b->stream));
+  for (int l = 0; l < cfg->n_layers; l++) {
+    const twin_bf16 *next_norm = l + 1 < cfg->n_layers ? b->layers[l + 1].attn_norm : b->final_norm;
+    int rc = layer_forward(b, l, st, next_norm, err);
+    if (rc) return twin_err_wrap(err, "cuda backend: layer %d", l);
+  }
+  if (gather)
+    CUDA_CHECK(err, twin_cuda_embed_bf16(b->last, b->y, st->last_rows, st->n_last, cfg->dim,
+                                         b->stream));
+  return 0;
+}
+
+typedef enum { HEAD_LOGITS = 0, HEAD_SAMPLE = 1 } cuda_head;
+
+/* The sampling parameters of n_last rows in sampling_dev (see sampling_bytes). */
+static const float *sp_f32(const cuda_backend *b, const cuda_step *st, int field) {
+  return (const float *)((const char *)b->sampling_dev + (size_t)field * 4 * st->n_last);
+}
+static const uint64_t *sp_u64(const cuda_backend *b, const cuda_step *st, int field) {
+  return (const uint64_t *)((const char *)b->sampling_dev + (size_t)16 * st->n_last +
+                            (size_t)field * 8 * st->n_last);
+}
+
+/* logits [n_last][vocab] = last . lm_head^T; HEAD_SAMPLE: then one sampled id per row. */
+static int enqueue_head(cuda_backend *b, const cuda_step *st, cuda_head head, twin_err *err) {
+  const twin_model_config *cfg = &b->base.cfg;
+  CUBLAS_CHECK(err, twin_cuda_gemm(b->cublas, b->last, cfg->dim, b->lm_head, b->logits, 1,
+                                   st->n_last, cfg->vocab_size, cfg->dim, 0.0f));
+  if (head == HEAD_SAMPLE)
+    CUDA_CHECK(err, twin_cuda_sample(b->ids_dev, b->logits, st->n_last, cfg->vocab_size,
+                                     sp_f32(b, st, 0), (const int32_t *)sp_f32(b, st, 1),
+                                     sp_f32(b, st, 2), sp_f32(b, st, 3), sp_u64(b, st, 0),
+                                     sp_u64(b, st, 1), b->stream));
+  return 0;
+}
+
+/* The whole step up to the LM head's output (logits of n_last rows, or sampled ids). */
+static int enqueue_to_head(cuda_backend *b, const cuda_step *st, cuda_head head, twin_err *err) {
+  int rc = enqueue_layers(b, st, 1, err);
+  return rc ? rc : enqueue_head(b, st, head, err);
+}
+
+/* Runs a pure-decode step through its bucket's CUDA graph. A bucket's first step runs eagerly
+ * (every kernel loaded, cuBLAS's choices made outside capture); the second captures the graph. */
+static int launch_graph(cuda_backend *b, const cuda_step *st, cuda_head head, twin_err *err) {
+  cudaGraphExec_t *exec = &b->graphs[head][st->graph];
+  if (!*exec && !b->graph_warm[head][st->graph]) {
+    b->graph_warm[head][st->graph] = 1;
+    return enqueue_to_head(b, st, head, err);
+  }
+  if (!*exec) {
+    cudaGraph_t graph = NULL;
+    CUDA_CHECK(err, cudaStreamBeginCapture(b->stream, cudaStreamCaptureModeThreadLocal));
+    int rc = enqueue_to_head(b, st, head, err);
+    cudaError_t e = cudaStreamEndCapture(b->stream, &graph);
+    if (!rc && e != cudaSuccess)
+      rc = twin_cuda_fail(err, e, "cudaStreamEndCapture(decode step)", __FILE__, __LINE__);
+    if (!rc) {
+      e = cudaGraphInstantiate(exec, graph, 0);
+      if (e != cudaSuccess) {
+        *exec = NULL;
+        rc = twin_cuda_fail(err, e, "cudaGraphInstantiate(decode step)", __FILE__, __LINE__);
+      }
+    }
+    if (graph) cudaGraphDestroy(graph);
+    if (rc) return twin_err_wrap(err, "cuda backend: capturing the %d-row decode graph", st->rows);
+  }
+  CUDA_CHECK(err, cudaGraphLaunch(*exec, b->stream));
+  return 0;
+}
+
+static int cuda_forward(twin_backend *base, const twin_batch *batch, float *logits, twin_err *err) {
+  cuda_backend *b = (cuda_backend *)base;
+  const twin_model_config *cfg = &b->base.cfg;
+  if (!logits) return twin_err_set(err, TWIN_EINVAL, "cuda backend: logits is NULL");
+  cuda_step st;
+  int rc = prepare_step(b, batch, &st, err);
+  if (rc) return rc;
+  const size_t vocab = (size_t)cfg->vocab_size;
+
+  if (st.graph >= 0) {
+    /* one token per sequence: all_logits or not, the rows are the sequences' */
+    rc = launch_graph(b, &st, HEAD_LOGITS, err);
+    if (rc) return rc;
+    CUDA_CHECK(err, cudaMemcpyAsync(logits, b->logits, (size_t)st.n_seqs * vocab * sizeof(float),
+                                    cudaMemcpyDefault, b->stream));
+  } else {
+    rc = enqueue_layers(b, &st, !batch->all_logits, err);
+    if (rc) return rc;
+    /* logits = lm_head . y for every token, or for each sequence's last token */
+    const twin_bf16 *rows = batch->all_logits ? b->y : b->last;
+    const int n_rows = batch->all_logits ? st.n_tokens : st.n_seqs;
+    for (int r0 = 0; r0 < n_rows; r0 += b->logit_rows) {
+      const int n = n_rows - r0 < b->logit_rows ? n_rows - r0 : b->logit_rows;
+      CUBLAS_CHECK(err, twin_cuda_gemm(b->cublas, rows + (size_t)r0 * cfg->dim, cfg->dim,
+                                       b->lm_head, b->logits, 1, n, cfg->vocab_size, cfg->dim,
+                                       0.0f));
+      CUDA_CHECK(err, cudaMemcpyAsync(logits + (size_t)r0 * vocab, b->logits,
+                                      (size_t)n * vocab * sizeof(float), cudaMemcpyDefault,
+                                      b->stream));
+    }
+  }
+  CUDA_CHECK(err, cudaStreamSynchronize(b->stream));
+  return 0;
+}
+
+int twin_backend_cuda_forward_sample(twin_backend *base, const twin_batch *batch,
+                                     const twin_cuda_sampling *sp, int32_t *ids, twin_err *err) {
+  if (!base || base->ops != &cuda_ops)
+    return twin_err_set(err, TWIN_EINVAL, "forward_sample: not a cuda backend");
+  cuda_backend *b = (cuda_backend *)base;
+  if (!sp || !sp->temperature || !sp->top_k || !sp->top_p || !sp->min_p || !sp->seed ||
+      !sp->offset || !ids)
+    return twin_err_set(err, TWIN_EINVAL, "forward_sample: a sampling array or ids is NULL");
+  cuda_step st;
+  int rc = prepare_step(b, batch, &st, err);
+  if (rc) return rc;
+
+  /* parameters of the n_last rows (padding rows greedy), one copy, as sampling_bytes() says */
+  const int S = st.n_seqs, N = st.n_last;
+  char *hp = b->sampling_host;
+  float *t = (float *)hp, *top_p = (float *)(hp + 8 * (size_t)N), *min_p = (float *)(hp + 12 * (size_t)N);
+  int32_t *top_k = (int32_t *)(hp + 4 * (size_t)N);
+  uint64_t *seed = (uint64_t *)(hp + 16 * (size_t)N), *offset = seed + N;
+  for (int i = 0; i < N; i++) {
+    const int real = i < S;
+    t[i] = real ? sp->temperature[i] : 0.0f;
+    top_k[i] = real ? sp->top_k[i] : 0;
+    top_p[i] = real ? sp->top_p[i] : 1.0f;
+    min_p[i] = real ? sp->min_p[i] : 0.0f;
+    seed[i] = real ? sp->seed[i] : 0;
+    offset[i] = real ? sp->offset[i] : 0;
+  }
+  CUDA_CHECK(err, cudaMemcpyAsync(b->sampling_dev, hp, sampling_bytes(N), cudaMemcpyHostToDevice,
+                                  b->stream));
+  rc = st.graph >= 0 ? launch_graph(b, &st, HEAD_SAMPLE, err)
+                     : enqueue_to_head(b, &st, HEAD_SAMPLE, err);
+  if (rc) return rc;
+  CUDA_CHECK(err, cudaMemcpyAsync(ids, b->ids_dev, (size_t)S * sizeof *ids, cudaMemcpyDefault,
+                                  b->stream));
+  CUDA_CHECK(err, cudaStreamSynchronize(b->stream));
+  return 0;
+}
+
+/* ---- create / destroy ---------------------------------------------------------------------- */
+
+static void cuda_destroy(twin_backend *base) {
+  cuda_backend *b = (cuda_backend *)base;
+  if (!b) return;
+  if (b->stream) cudaStreamSynchronize(b->stream);
+  for (int h = 0; h < 2; h++)
+    for (int i = 0; i < CUDA_MAX_GRAPHS; i++)
+      if (b->graphs[h][i]) cudaGraphExecDestroy(b->graphs[h][i]);
+  if (b->cublas) cublasDestroy(b->cublas);
+  cudaFree(b->cublas_workspace);
+  cudaFree(b->weights);
+  cudaFree(b->kv_pool);
+  cudaFree(b->scratch);
+  cudaFreeHost(b->meta_host);
+  cudaFreeHost(b->sampling_host);
+  if (b->stream) cudaStreamDestroy(b->stream);
+  free(b->layers);
+  free(b);
+}
+
+static int check_config(const twin_model_config *cfg, twin_err *err) {
+  if (cfg->arch != TWIN_ARCH_LLAMA && cfg->arch != TWIN_ARCH_MISTRAL &&
+      cfg->arch != TWIN_ARCH_QWEN2)
+    return twin_err_set(err, TWIN_EUNSUPPORTED,
+                        "cuda backend: architecture '%s' is not supported (llama, mistral, qwen2)",
+                        cfg->arch_name);
+  if (cfg->dim <= 0 || cfg->hidden_dim <= 0 || cfg->n_layers <= 0 || cfg->vocab_size <= 0 ||
+      cfg->n_heads <= 0 || cfg->n_kv_heads <= 0)
+    return twin_err_set(err, TWIN_EINVAL, "cuda backend: config has a non-positive dimension "
+                        "(dim %d, hidden %d, layers %d, vocab %d, heads %d, kv heads %d)",
+                        cfg->dim, cfg->hidden_dim, cfg->n_layers, cfg->vocab_size, cfg->n_heads,
+                        cfg->n_kv_heads);
+  if (cfg->head_dim != 64 && cfg->head_dim != 128)
+    return twin_err_set(err, TWIN_EUNSUPPORTED,
+                        "cuda backend: head_dim %d is not supported (64 or 128)", cfg->head_dim);
+  if (cfg->n_heads % cfg->n_kv_heads != 0 || cfg->n_heads / cfg->n_kv_heads > TWIN_CUDA_MAX_GQA)
+    return twin_err_set(err, TWIN_EUNSUPPORTED,
+                        "cuda backend: %d query heads over %d kv heads is not supported (a whole "
+                        "group of at most %d)", cfg->n_heads, cfg->n_kv_heads, TWIN_CUDA_MAX_GQA);
+  if (cfg->dim % 8 != 0 || cfg->hidden_dim % 8 != 0)
+    return twin_err_set(err, TWIN_EUNSUPPORTED, "cuda backend: dim %d and hidden_dim %d must be "
+                        "multiples of 8", cfg->dim, cfg->hidden_dim);
+  return 0;
+}
+
+static int cuda_init(cuda_backend *b, const twin_llama_tensors *t, const twin_backend_opts *opts,
+                     twin_err *err) {
+  CUDA_CHECK(err, cudaGetDevice(&b->device));
+  CUDA_CHECK(err, cudaDeviceGetAttribute(&b->num_sms, cudaDevAttrMultiProcessorCount, b->device));
+  CUDA_CHECK(err, cudaStreamCreateWithFlags(&b->stream, cudaStreamNonBlocking));
+  CUBLAS_CHECK(err, cublasCreate(&b->cublas));
+  CUBLAS_CHECK(err, cublasSetStream(b->cublas, b->stream));
+  CUDA_CHECK(err, cudaMalloc(&b->cublas_workspace, CUDA_CUBLAS_WORKSPACE));
+  CUBLAS_CHECK(err, cublasSetWorkspace(b->cublas, b->cublas_workspace, CUDA_CUBLAS_WORKSPACE));
+  int rc = load_weights(b, t, err);
+  if (!rc) rc = allocate_scratch(b, err);
+  if (!rc) rc = allocate_kv_pool(b, opts, err);
+  return rc;
+}
+
+int twin_backend_cuda_create_from(const twin_model_config *cfg, const twin_llama_tensors *tensors,
+                                  const twin_backend_opts *opts, twin_backend **out,
+                                  twin_err *err) {
+  *out = NULL;
+  twin_backend_opts defaults = {0};
+  if (!opts) opts = &defaults;
+  if (!cfg || !tensors) return twin_err_set(err, TWIN_EINVAL, "cuda backend: no config or tensors");
+  if (opts->max_tokens_per_step < 0 || opts->max_seqs < 0)
+    return twin_err_set(err, TWIN_EINVAL, "cuda backend: negative max_tokens_per_step or max_seqs");
+  int rc = check_config(cfg, err);
+  if (rc) return rc;
+
+  cuda_backend *b = calloc(1, sizeof *b);
+  if (!b) return twin_err_set(err, TWIN_ENOMEM, "cuda backend: out of memory");
+  b->base.ops = &cuda_ops;
+  b->base.name = "cuda";
+  b->base.cfg = *cfg;
+  b->base.max_tokens_per_step =
+      opts->max_tokens_per_step ? opts->max_tokens_per_step : CUDA_DEFAULT_MAX_TOKENS;
+  b->base.max_seqs = opts->max_seqs ? opts->max_seqs : CUDA_DEFAULT_MAX_SEQS;
+  snprintf(b->base.weights_dtype, sizeof b->base.weights_dtype, "bf16");
+  b->q_dim = cfg->n_heads * cfg->head_dim;
+  b->kv_dim = cfg->n_kv_heads * cfg->head_dim;
+  b->qkv_dim = b->q_dim + 2 * b->kv_dim;
+  b->window = cfg->sliding_window > 0 ? cfg->sliding_window : 0;
+  const char *graphs = getenv("TWIN_CUDA_GRAPHS");
+  b->use_graphs = !(graphs && strcmp(graphs, "0") == 0);
+  b->graph_top = b->base.max_seqs < b->base.max_tokens_per_step ? b->base.max_seqs
+                                                                 : b->base.max_tokens_per_step;
+  b->attn_scale = 1.0f / sqrtf((float)cfg->head_dim);
+  b->layers = calloc((size_t)cfg->n_layers, sizeof *b->layers);
+  rc = b->layers ? cuda_init(b, tensors, opts, err)
+                 : twin_err_set(err, TWIN_ENOMEM, "cuda backend: out of memory");
+  if (rc) {
+    cuda_destroy(&b->base);
+    return rc;
+  }
+  *out = &b->base;
+  return 0;
+}

@@ -1,0 +1,157 @@
+/* llm-svc/backend/cuda/kernels.h — launchers of the CUDA backend's own kernels (everything but the
+ * projections, which go through cuBLAS: gemm.h). Plain C; each launcher enqueues its kernel(s)
+ * on `stream` and returns cudaGetLastError() (cudaErrorInvalidValue for arguments it cannot
+ * serve). Storage is bf16 (twin_bf16 holds the bits), math is fp32. Every pointer is device
+ * memory and is borrowed for the duration of the enqueued work.
+ *
+ * Paged KV cache layout (one layer):
+ *   k_cache, v_cache: [num_blocks][n_kv_heads][TWIN_KV_BLOCK_SIZE = 16][head_dim] bf16
+ * so the 16 keys of one head in one block are 16*head_dim contiguous values (4 KiB at hd=128),
+ * read with 16-byte loads by the decode kernel. A token's slot is block_id*16 + (pos % 16). */
+#ifndef TWIN_BACKEND_CUDA_KERNELS_H
+#define TWIN_BACKEND_CUDA_KERNELS_H
+
+#include <cuda_runtime_api.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef uint16_t twin_bf16; /* bf16 bit pattern as stored on the device */
+
+#define TWIN_CUDA_KV_BLOCK 16       /* tokens per KV block (= TWIN_KV_BLOCK_SIZE) */
+#define TWIN_CUDA_PREFILL_TILE 64   /* queries per prefill attention tile */
+#define TWIN_CUDA_MAX_GQA 8         /* query heads per KV head the attention kernels serve */
+
+/* ---- embedding gather (embedding.cu) ------------------------------------------------------ */
+
+/* out[t][:] = table[ids[t]][:] for t < n. Every id must lie in [0, rows of table): the caller
+ * checks. Also gathers rows of an activation matrix (ids = row numbers). */
+cudaError_t twin_cuda_embed_f32(float *out /* [n][dim] */, const twin_bf16 *table /* [rows][dim] */,
+                                const int32_t *ids /* [n] */, int n, int dim, cudaStream_t stream);
+cudaError_t twin_cuda_embed_bf16(twin_bf16 *out /* [n][dim] */,
+                                 const twin_bf16 *table /* [rows][dim] */,
+                                 const int32_t *ids /* [n] */, int n, int dim, cudaStream_t stream);
+
+/* ---- RMSNorm (rmsnorm.cu) ----------------------------------------------------------------- */
+
+/* y[t] = bf16(x[t] / sqrt(mean(x[t]^2) + eps) * w) */
+cudaError_t twin_cuda_rmsnorm(twin_bf16 *y /* [n][dim] */, const float *x /* [n][dim] */,
+                              const twin_bf16 *w /* [dim] */, int n, int dim, float eps,
+                              cudaStream_t stream);
+/* x[t] += delta[t] (the residual stream, updated in place); then y[t] = rmsnorm(x[t]) * w. */
+cudaError_t twin_cuda_add_rmsnorm(twin_bf16 *y /* [n][dim] */, float *x /* [n][dim] */,
+                                  const float *delta /* [n][dim] */, const twin_bf16 *w /* [dim] */,
+                                  int n, int dim, float eps, cudaStream_t stream);
+
+/* ---- RoPE + KV-cache write (rope_kv.cu) --------------------------------------------------- */
+
+/* cos_sin[t][i] = (cos, sin)(positions[t] * inv_freq[i]) for i < hd/2, the angle in double
+ * (as the CPU reference does), rounded to fp32. Once per step; every layer reads it. */
+cudaError_t twin_cuda_rope_table(float *cos_sin /* [n][hd/2][2] */, const int32_t *positions /* [n] */,
+                                 const double *inv_freq /* [hd/2] */, int n, int head_dim,
+                                 cudaStream_t stream);
+
+/* For each token t of the fused QKV projection output
+ *   qkv[t] = [ q: n_heads*hd | k: n_kv_heads*hd | v: n_kv_heads*hd ]
+ * adds the bias (if non-NULL), rotates q in place and k into the cache (HF rotate_half pairing:
+ * element i with i + hd/2, by the angle whose cos/sin are cos_sin[t][i]), and writes k and v to
+ * the cache slot slot_mapping[t] (block = slot / 16, row = slot % 16); slot < 0 writes nothing
+ * (padding). With a bias, the k and v parts of qkv are left without it (only the cache has it).
+ * head_dim must be a multiple of 4. */
+cudaError_t twin_cuda_rope_kv_write(twin_bf16 *qkv /* [n][(n_heads + 2*n_kv_heads)*hd] */,
+                                    const twin_bf16 *qkv_bias /* [(n_heads + 2*n_kv_heads)*hd] or NULL */,
+                                    const float *cos_sin /* [n][hd/2][2] */,
+                                    const int32_t *slot_mapping /* [n] */,
+                                    twin_bf16 *k_cache /* [num_blocks][n_kv_heads][16][hd] */,
+                                    twin_bf16 *v_cache /* [num_blocks][n_kv_heads][16][hd] */,
+                                    int n, int n_heads, int n_kv_heads, int head_dim,
+                                    cudaStream_t stream);
+
+/* ---- paged attention (attention_decode.cu, attention_prefill.cu) --------------------------
+ * Sequences are described as in twin_batch: the new tokens of sequence s are rows
+ * seq_start[s] .. seq_start[s+1]-1 of q and out; its context after this step is seq_len[s]
+ * tokens (the cached prefix plus the new ones, already written to the cache), and key position p
+ * is in block block_tables[s*max_blocks + p/16]. The new token i of s sits at position
+ * seq_len[s] - n_new + i and attends to positions 0 .. itself (causal), or only to the last
+ * `window` of them when window > 0 (Mistral's sliding window). q row r, head h is at
+ * q[r*q_stride + h*hd] (q_stride lets q be read in place inside the fused QKV output); out row r
+ * is out[r*n_heads*hd ...]. Query head h reads KV head h / (n_heads / n_kv_heads).
+ * head_dim must be 64 or 128; n_heads / n_kv_heads an integer in 1 .. TWIN_CUDA_MAX_GQA.
+ * scale multiplies q.k (1/sqrt(hd) for llama). */
+
+/* Decode: one query per listed sequence (seqs[i], i < n_decode; n_new == 1 for each). One thread
+ * block serves all query heads of one KV head, so K and V are read once per KV head; a context
+ * longer than partition_tokens is split over several blocks (split-K) whose partial results go
+ * to part_acc / part_ml and are combined by a second (reduce) kernel.
+ * partition_tokens: device memory holding one int, the keys per split: a multiple of 16,
+ * >= 16 (read by the kernels, so one captured CUDA graph serves any context length). The keys a
+ * sequence reads start at the block holding its first visible position (0 without a window):
+ * span = seq_len - 16*floor(first/16); max_splits >= ceil(span / partition) over the listed
+ * sequences (the grid has max_splits blocks per KV head). part_* may be NULL when
+ * max_splits == 1. A listed sequence with seq_len 0 is skipped (padding). */
+cudaError_t twin_cuda_attention_decode(
+    twin_bf16 *out /* [rows][n_heads*hd] */, const twin_bf16 *q, int q_stride,
+    const twin_bf16 *k_cache /* [num_blocks][n_kv_heads][16][hd] */, const twin_bf16 *v_cache,
+    const int32_t *seqs /* [n_decode] indices into seq_start / seq_len / block_tables */,
+    const int32_t *seq_start, const int32_t *seq_len,
+    const int32_t *block_tables /* [*][max_blocks] */, int max_blocks, int n_decode,
+    int n_heads, int n_kv_heads, int head_dim, float scale, int window,
+    const int32_t *partition_tokens /* [1], device */, int max_splits,
+    float *part_acc /* [n_decode][n_heads][max_splits][hd] */,
+    float *part_ml /* [n_decode][n_heads][max_splits][2]: running max (log2 units), sum */,
+    cudaStream_t stream);
+
+/* Prefill: tiles of up to TWIN_CUDA_PREFILL_TILE new queries, tile j covering the new tokens
+ * tile_q0[j] .. +63 of sequence tile_seq[j] (the caller lists every tile of every sequence it
+ * wants served). Reads the cached prefix and the chunk's own keys through the block table;
+ * tensor cores (bf16 in, fp32 accumulate) with an online softmax. */
+cudaError_t twin_cuda_attention_prefill(
+    twin_bf16 *out /* [rows][n_heads*hd] */, const twin_bf16 *q, int q_stride,
+    const twin_bf16 *k_cache /* [num_blocks][n_kv_heads][16][hd] */, const twin_bf16 *v_cache,
+    const int32_t *tile_seq /* [n_tiles] */, const int32_t *tile_q0 /* [n_tiles] */, int n_tiles,
+    const int32_t *seq_start, const int32_t *seq_len,
+    const int32_t *block_tables /* [*][max_blocks] */, int max_blocks, int n_heads,
+    int n_kv_heads, int head_dim, float scale, int window, cudaStream_t stream);
+
+/* ---- SiLU(gate) * up (silu_mul.cu) -------------------------------------------------------- */
+
+/* out[t][i] = silu(gate_up[t][i]) * gate_up[t][hidden + i] (the fused gate/up projection). */
+cudaError_t twin_cuda_silu_mul(twin_bf16 *out /* [n][hidden] */,
+                               const twin_bf16 *gate_up /* [n][2*hidden] */, int n, int hidden,
+                               cudaStream_t stream);
+
+/* ---- sampling (sampling.cu) ------------------------------------------------------------------ */
+
+/* ids[r] = the index of the largest logits[r][:] (the lowest index among equals; NaN never wins). */
+cudaError_t twin_cuda_argmax(int32_t *ids /* [n] */, const float *logits /* [n][vocab] */, int n,
+                             int vocab, cudaStream_t stream);
+
+/* Samples one token per row from softmax(logits / temperature) filtered, in this order, by
+ * top-k (keep values >= the k-th largest; k <= 0 or >= vocab: off), top-p (keep the smallest
+ * set of largest tokens whose probability, renormalised over the top-k set, reaches top_p;
+ * >= 1: off) and min-p (keep tokens with probability >= min_p * the largest; <= 0: off): the
+ * Hugging Face order. temperature <= 0 picks the argmax. Randomness: Philox4x32-10 (cuRAND)
+ * with key seed[r] and subsequence offset[r] (e.g. the count of tokens the request has
+ * generated), so the same (logits, parameters, seed, offset) give the same token whatever else
+ * is in the batch. Every parameter array is device memory of n entries. */
+cudaError_t twin_cuda_sample(int32_t *ids /* [n] */, const float *logits /* [n][vocab] */, int n,
+                             int vocab, const float *temperature, const int32_t *top_k,
+                             const float *top_p, const float *min_p, const uint64_t *seed,
+                             const uint64_t *offset, cudaStream_t stream);
+
+/* ---- weight conversion (convert.cu) ---------------------------------------------------------- */
+
+typedef enum { TWIN_CUDA_SRC_F32 = 0, TWIN_CUDA_SRC_F16 = 1 } twin_cuda_src_type;
+
+/* dst[i] = bf16(src[i]) (round to nearest even; NaN stays NaN) for i < n. */
+cudaError_t twin_cuda_convert_to_bf16(twin_bf16 *dst /* [n] */, const void *src /* [n] */,
+                                      twin_cuda_src_type src_type, size_t n, cudaStream_t stream);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,243 @@
+/* tests/gpu/test_attention.cu — paged attention, decode (attention_decode.cu, split-K + reduce)
+ * and prefill (attention_prefill.cu, WMMA tiles), against ref_attention (double).
+ * Each scenario is one batch mixing decode tokens (n_new = 1) and prefill chunks with cached
+ * prefixes, block tables a random permutation of the pool, table entries past a sequence's
+ * blocks set far out of range (a read there faults), and every cache slot past a sequence's
+ * context (and every spare block) filled with NaN, which must never reach an output. Shapes:
+ * Llama-3-8B (hd 128, 32/8 heads), Llama-3.2-1B (hd 64), GQA groups 1, 4, 7, 8, a sliding
+ * window, splits forced small and large. Outputs are poisoned first. Tolerance 1e-2 relative L2
+ * (bf16 output, bf16 softmax weights in the prefill tiles).
+ * Timed: decode at batch 64 x 1024 context and batch 1 x 8192 (rotating over 4 copies so the
+ * KV does not sit in L2), prefill of 2048 tokens and of a 512-token chunk after 3584 cached
+ * (checked on sampled rows). Decode bytes = the K and V read; prefill flops = 4 hd per (query,
+ * visible key) per head. */
+#include <string.h>
+
+#include "llm-svc/backend/cuda/kernels.h"
+#include "tests/gpu/harness.h"
+
+#define FAR_BLOCK 0x3fffffff /* table entries nobody may read */
+
+struct attn_batch {
+  int hd, nh, nkv, window;
+  int S = 0, T = 0, max_blocks = 1, num_blocks = 0, q_stride = 0;
+  std::vector<int32_t> seq_start, seq_len, tables, decode, tile_seq, tile_q0;
+  std::vector<uint16_t> q, kc, vc;
+  int32_t *d_seq_start = nullptr, *d_seq_len = nullptr, *d_tables = nullptr, *d_decode = nullptr;
+  int32_t *d_tile_seq = nullptr, *d_tile_q0 = nullptr;
+  twin_bf16 *d_q = nullptr, *d_kc = nullptr, *d_vc = nullptr, *d_out = nullptr;
+  float *d_part_acc = nullptr, *d_part_ml = nullptr;
+  int32_t *d_partition = nullptr;
+  int partition = 0, max_splits = 1;
+
+  attn_batch(rng &r, int hd_, int nh_, int nkv_, int window_, const std::vector<int> &n_new,
+             const std::vector<int> &ctx, int partition_)
+      : hd(hd_), nh(nh_), nkv(nkv_), window(window_) {
+    S = (int)n_new.size();
+    seq_start.push_back(0);
+    for (int s = 0; s < S; s++) seq_start.push_back(seq_start.back() + n_new[s]);
+    T = seq_start.back();
+    seq_len = ctx;
+    for (int s = 0; s < S; s++) max_blocks = std::max(max_blocks, (ctx[s] + 15) / 16);
+    for (int s = 0; s < S; s++) num_blocks += (ctx[s] + 15) / 16;
+    num_blocks += 3; /* spare blocks nobody owns */
+    std::vector<int32_t> perm(num_blocks);
+    for (int i = 0; i < num_blocks; i++) perm[i] = i;
+    for (int i = num_blocks - 1; i > 0; i--) std::swap(perm[i], perm[r.below(i + 1)]);
+    tables.assign((size_t)S * max_blocks, FAR_BLOCK);
+    int next = 0;
+    for (int s = 0; s < S; s++)
+      for (int b = 0; b < (ctx[s] + 15) / 16; b++) tables[(size_t)s * max_blocks + b] = perm[next++];
+
+    q_stride = (nh + 2 * nkv) * hd;
+    q = random_bf16(r, (size_t)T * q_stride, 1.0f);
+    const size_t block_elems = (size_t)nkv * 16 * hd;
+    kc = random_bf16(r, (size_t)num_blocks * block_elems, 1.5f);
+    vc = random_bf16(r, (size_t)num_blocks * block_elems, 1.0f);
+    /* NaN in every slot no context covers */
+    std::vector<char> owned((size_t)num_blocks * 16, 0);
+    for (int s = 0; s < S; s++)
+      for (int p = 0; p < ctx[s]; p++) owned[(size_t)tables[(size_t)s * max_blocks + p / 16] * 16 + p % 16] = 1;
+    for (int b = 0; b < num_blocks; b++)
+      for (int slot = 0; slot < 16; slot++)
+        if (!owned[(size_t)b * 16 + slot])
+          for (int g = 0; g < nkv; g++)
+            for (int d = 0; d < hd; d++) {
+              const size_t i = ((size_t)b * nkv + g) * 16 * hd + (size_t)slot * hd + d;
+              kc[i] = vc[i] = 0xFFFF;
+            }
+
+    int span_max = 1;
+    for (int s = 0; s < S; s++) {
+      if (n_new[s] == 1) {
+        decode.push_back(s);
+        const int first = window > 0 && ctx[s] > window ? ctx[s] - window : 0;
+        span_max = std::max(span_max, ctx[s] - first / 16 * 16);
+      } else {
+        for (int q0 = 0; q0 < n_new[s]; q0 += TWIN_CUDA_PREFILL_TILE) {
+          tile_seq.push_back(s);
+          tile_q0.push_back(q0);
+        }
+      }
+    }
+    partition = partition_ > 0 ? partition_ : (span_max + 15) / 16 * 16;
+    max_splits = (span_max + partition - 1) / partition;
+    d_partition = dev_upload(std::vector<int32_t>{partition});
+
+    d_seq_start = dev_upload(seq_start);
+    d_seq_len = dev_upload(seq_len);
+    d_tables = dev_upload(tables);
+    d_decode = dev_upload(decode.empty() ? std::vector<int32_t>{0} : decode);
+    d_tile_seq = dev_upload(tile_seq.empty() ? std::vector<int32_t>{0} : tile_seq);
+    d_tile_q0 = dev_upload(tile_q0.empty() ? std::vector<int32_t>{0} : tile_q0);
+    d_q = dev_upload(q);
+    d_kc = dev_upload(kc);
+    d_vc = dev_upload(vc);
+    d_out = dev_poisoned<twin_bf16>((size_t)T * nh * hd);
+    const size_t parts = std::max<size_t>(1, decode.size()) * nh * max_splits;
+    d_part_acc = dev_poisoned<float>(parts * hd);
+    d_part_ml = dev_poisoned<float>(parts * 2);
+  }
+  ~attn_batch() {
+    cudaFree(d_seq_start); cudaFree(d_seq_len); cudaFree(d_tables); cudaFree(d_decode);
+    cudaFree(d_tile_seq); cudaFree(d_tile_q0); cudaFree(d_q); cudaFree(d_kc); cudaFree(d_vc);
+    cudaFree(d_out); cudaFree(d_part_acc); cudaFree(d_part_ml); cudaFree(d_partition);
+  }
+  attn_batch(const attn_batch &) = delete;
+  attn_batch &operator=(const attn_batch &) = delete;
+
+  float scale() const { return 1.0f / sqrtf((float)hd); }
+  /* decode of list entries [first, first + n) */
+  cudaError_t run_decode(int first, int n) const {
+    return twin_cuda_attention_decode(d_out, d_q, q_stride, d_kc, d_vc, d_decode + first, d_seq_start,
+                                      d_seq_len, d_tables, max_blocks, n, nh, nkv, hd, scale(),
+                                      window, d_partition, max_splits, d_part_acc, d_part_ml, 0);
+  }
+  cudaError_t run_prefill() const {
+    return twin_cuda_attention_prefill(d_out, d_q, q_stride, d_kc, d_vc, d_tile_seq, d_tile_q0,
+                                       (int)tile_seq.size(), d_seq_start, d_seq_len, d_tables,
+                                       max_blocks, nh, nkv, hd, scale(), window, 0);
+  }
+  /* the reference for one new token (a one-token view of its sequence) */
+  void ref_row(int s, int i, float *out_row) const {
+    const int pos = seq_len[s] - (seq_start[s + 1] - seq_start[s]) + i;
+    const int32_t start[2] = {0, 1}, len[1] = {pos + 1}, list[1] = {0};
+    ref_attention(out_row, q.data() + (size_t)(seq_start[s] + i) * q_stride, q_stride, kc.data(),
+                  vc.data(), list, 1, start, len, tables.data() + (size_t)s * max_blocks,
+                  max_blocks, nh, nkv, hd, scale(), window);
+  }
+  /* flops of the listed sequences' new tokens: 4*hd per visible key per head */
+  double flops(const std::vector<int32_t> &seqs) const {
+    double f = 0;
+    for (int s : seqs) {
+      const int n_new = seq_start[s + 1] - seq_start[s];
+      for (int i = 0; i < n_new; i++) {
+        const int pos = seq_len[s] - n_new + i;
+        const int lo = window > 0 && pos + 1 > window ? pos + 1 - window : 0;
+        f += 4.0 * hd * nh * (pos + 1 - lo);
+      }
+    }
+    return f;
+  }
+};
+
+/* Relative L2 error of the rows of the listed sequences (all rows, or `sample` random rows). */
+static double check_rows(rng &r, const attn_batch &b, const std::vector<int32_t> &seqs,
+                         const std::vector<float> &out, int sample) {
+  const int width = b.nh * b.hd;
+  std::vector<float> got, want, row(width);
+  for (int s : seqs) {
+    const int n_new = b.seq_start[s + 1] - b.seq_start[s];
+    const int picks = sample > 0 ? std::min(sample, n_new) : n_new;
+    for (int k = 0; k < picks; k++) {
+      const int i = sample > 0 ? (k == 0 ? n_new - 1 : r.below(n_new)) : k;
+      b.ref_row(s, i, row.data());
+      want.insert(want.end(), row.begin(), row.end());
+      const float *o = out.data() + (size_t)(b.seq_start[s] + i) * width;
+      got.insert(got.end(), o, o + width);
+    }
+  }
+  return rel_l2(got, want);
+}
+
+struct scenario {
+  const char *name;
+  int hd, nh, nkv, window, partition;
+  std::vector<int> n_new, ctx;
+};
+
+static void run_scenario(harness &h, rng &r, const scenario &sc) {
+  attn_batch b(r, sc.hd, sc.nh, sc.nkv, sc.window, sc.n_new, sc.ctx, sc.partition);
+  if (!b.decode.empty()) CK(b.run_decode(0, (int)b.decode.size()));
+  if (!b.tile_seq.empty()) CK(b.run_prefill());
+  const std::vector<float> out = bf16_to_f32(dev_download(b.d_out, (size_t)b.T * b.nh * b.hd));
+  std::vector<int32_t> prefill;
+  for (int s = 0; s < b.S; s++)
+    if (b.seq_start[s + 1] - b.seq_start[s] > 1) prefill.push_back(s);
+  char name[128];
+  if (!b.decode.empty()) {
+    snprintf(name, sizeof name, "attn_decode %s (splits<=%d)", sc.name, b.max_splits);
+    h.report(name, check_rows(r, b, b.decode, out, 0), 1e-2);
+  }
+  if (!prefill.empty()) {
+    snprintf(name, sizeof name, "attn_prefill %s", sc.name);
+    h.report(name, check_rows(r, b, prefill, out, 0), 1e-2);
+  }
+}
+
+int main() {
+  print_device();
+  harness h;
+  rng r(17);
+  const std::vector<int> mix_new = {1, 1, 1, 1, 37, 1, 64, 130, 1, 1, 2};
+  const std::vector<int> mix_ctx = {1, 17, 300, 5000, 37, 2000, 100, 700, 64, 65, 2};
+  const scenario scenarios[] = {
+      {"8B hd128 32/8 P256", 128, 32, 8, 0, 256, mix_new, mix_ctx},
+      {"8B hd128 32/8 one split", 128, 32, 8, 0, 0, mix_new, mix_ctx},
+      {"1B hd64 32/8 P64", 64, 32, 8, 0, 64, mix_new, mix_ctx},
+      {"hd128 28/4 (G7) P512", 128, 28, 4, 0, 512, mix_new, mix_ctx},
+      {"hd64 14/2 (G7) P128", 64, 14, 2, 0, 128, mix_new, mix_ctx},
+      {"hd128 32/4 (G8) P1024", 128, 32, 4, 0, 1024, mix_new, mix_ctx},
+      {"hd64 64/8 (G8) P256", 64, 64, 8, 0, 256, mix_new, mix_ctx},
+      {"hd128 8/8 (G1) P16", 128, 8, 8, 0, 16, mix_new, mix_ctx},
+      {"hd128 32/8 window 100 P64", 128, 32, 8, 100, 64, mix_new, mix_ctx},
+      {"hd64 16/4 window 33 P32", 64, 16, 4, 33, 32, mix_new, mix_ctx},
+  };
+  for (const scenario &sc : scenarios) run_scenario(h, r, sc);
+
+  /* ---- timing, Llama-3-8B heads ---- */
+  {
+    attn_batch b(r, 128, 32, 8, 0, std::vector<int>(64, 1), std::vector<int>(64, 1024), 0);
+    CK(b.run_decode(0, 64));
+    const double err = check_rows(r, b, b.decode, bf16_to_f32(dev_download(b.d_out, (size_t)b.T * 32 * 128)), 0);
+    const double ms = time_ms([&](int) { b.run_decode(0, 64); });
+    h.report("attn_decode 8B b=64 ctx=1024", err, 1e-2, ms, 64.0 * 1024 * 8 * 128 * 2 * 2, b.flops(b.decode));
+  }
+  {
+    /* 4 sequences of 8192, one decoded per launch, rotating: 4 x 33.5 MB of KV > L2 */
+    attn_batch b(r, 128, 32, 8, 0, std::vector<int>(4, 1), std::vector<int>(4, 8192), 256);
+    CK(b.run_decode(0, 4));
+    const double err = check_rows(r, b, b.decode, bf16_to_f32(dev_download(b.d_out, (size_t)b.T * 32 * 128)), 0);
+    const double ms = time_ms([&](int it) { b.run_decode(it % 4, 1); });
+    char name[96];
+    snprintf(name, sizeof name, "attn_decode 8B b=1 ctx=8192 (%d splits)", b.max_splits);
+    h.report(name, err, 1e-2, ms, 8192.0 * 8 * 128 * 2 * 2, b.flops({0}));
+  }
+  {
+    attn_batch b(r, 128, 32, 8, 0, {2048}, {2048}, 0);
+    CK(b.run_prefill());
+    const double err = check_rows(r, b, {0}, bf16_to_f32(dev_download(b.d_out, (size_t)b.T * 32 * 128)), 12);
+    const double ms = time_ms([&](int) { b.run_prefill(); }, 3, 20);
+    h.report("attn_prefill 8B n=2048 (12 rows checked)", err, 1e-2, ms,
+             2048.0 * (32 + 32 + 2 * 8) * 128 * 2, b.flops({0}));
+  }
+  {
+    attn_batch b(r, 128, 32, 8, 0, {512}, {4096}, 0);
+    CK(b.run_prefill());
+    const double err = check_rows(r, b, {0}, bf16_to_f32(dev_download(b.d_out, (size_t)b.T * 32 * 128)), 12);
+    const double ms = time_ms([&](int) { b.run_prefill(); }, 3, 20);
+    h.report("attn_prefill 8B 512 after 3584 (12 rows)", err, 1e-2, ms,
+             512.0 * 64 * 128 * 2 + 4096.0 * 16 * 128 * 2, b.flops({0}));
+  }
+  return h.exit_code();
+}
