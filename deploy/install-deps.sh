@@ -12,7 +12,7 @@ APT_PKGS=(
   libhiredis-dev libmicrohttpd-dev libcurl4-openssl-dev
   libpcre2-dev libutf8proc-dev libopenblas-dev libcjson-dev
   libxml2-dev libfaiss-dev libcmocka-dev libssl-dev
-  redis-server redis-tools
+  redis-server redis-tools docker-compose
   python3 python3-grpcio python3-numpy
 )
 want_browser=1
@@ -35,11 +35,14 @@ fi
 # Python test tools go into the interpreter the tests run with (the first python3 on PATH).
 PY=${PYTHON:-python3}
 PIP_PKGS=(grpcio grpcio-tools protobuf numpy pytest tokenizers safetensors selenium jinja2
-          transformers sentencepiece)
+          transformers sentencepiece kubernetes-validate==1.37.0 dockerfile==3.4.0 pyyaml)
 need=()
 for p in "${PIP_PKGS[@]}"; do
   mod=$p
-  case $p in protobuf) mod=google.protobuf ;; grpcio-tools) mod=grpc_tools ;; esac
+  case $p in
+    protobuf) mod=google.protobuf ;; grpcio-tools) mod=grpc_tools ;;
+    kubernetes-validate*) mod=kubernetes_validate ;; dockerfile*) mod=dockerfile ;; pyyaml) mod=yaml ;;
+  esac
   "$PY" -c "import $mod" 2>/dev/null || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then

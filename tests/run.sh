@@ -39,8 +39,8 @@ step "build (RelWithDebInfo${TWIN_CUDA:+, TWIN_CUDA=$TWIN_CUDA})"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo ${TWIN_CUDA:+-DTWIN_CUDA=$TWIN_CUDA} >/dev/null \
   && cmake --build build -j"$jobs" || { echo "tests: build failed" >&2; exit 1; }
 
-step "unit, python and integration tests"
-run_ctest build 'unit|python|integration'
+step "unit, python, integration and deploy tests"
+run_ctest build 'unit|python|integration|deploy'
 
 if [ "${TWIN_SKIP_ASAN:-0}" != 1 ]; then
   step "build with AddressSanitizer + UndefinedBehaviorSanitizer"
