@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # tests/run.sh — the project's test command (README, .ci/run): installs what the build and the
-# tests need, builds everything (CUDA objects too when nvcc exists), runs the unit, Python and
-# integration tests, then rebuilds with AddressSanitizer + UBSan and runs the unit and Python
+# tests need, builds everything (CUDA objects too when nvcc exists), runs the unit, Python,
+# integration and deploy-manifest tests, then rebuilds with AddressSanitizer + UBSan and runs the unit and Python
 # tests again against the sanitized programs. Ends with ctest's summary and a combined line.
 # Environment: TWIN_JOBS (build parallelism, default nproc), TWIN_SKIP_ASAN=1 (skip the
 # sanitizer pass), TWIN_SKIP_DEPS=1 (skip installing packages).
