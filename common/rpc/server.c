@@ -547,11 +547,17 @@ int twin_rpc_server_create(const twin_rpc_server_opts *opts, twin_rpc_server **o
   pthread_mutex_init(&s->mu, NULL);
   pthread_cond_init(&s->cv, NULL);
 
-  grpc_arg args[1];
-  args[0].type = GRPC_ARG_INTEGER;
-  args[0].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
-  args[0].value.integer = opts->max_receive_bytes > 0 ? opts->max_receive_bytes : 4 << 20;
-  grpc_channel_args chargs = {1, args};
+  grpc_arg args[2];
+  size_t n_args = 0;
+  args[n_args].type = GRPC_ARG_INTEGER;
+  args[n_args].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
+  args[n_args++].value.integer = opts->max_receive_bytes > 0 ? opts->max_receive_bytes : 4 << 20;
+  if (opts->max_connection_age_ms >= 0) {
+    args[n_args].type = GRPC_ARG_INTEGER;
+    args[n_args].key = GRPC_ARG_MAX_CONNECTION_AGE_MS;
+    args[n_args++].value.integer = opts->max_connection_age_ms > 0 ? opts->max_connection_age_ms : 300000;
+  }
+  grpc_channel_args chargs = {n_args, args};
   s->server = grpc_server_create(&chargs, NULL);
   s->cq = grpc_completion_queue_create_for_next(NULL);
   grpc_server_register_completion_queue(s->server, s->cq, NULL);

@@ -37,6 +37,9 @@ typedef struct twin_rpc_server_opts {
   int min_workers;              /* threads kept for handlers (default 4) */
   int max_workers;              /* upper bound as calls block handlers (default 256) */
   int max_receive_bytes;        /* default 4 MiB */
+  int max_connection_age_ms;    /* connections are asked to reconnect after this (calls in flight
+                                   finish), so dns:/// clients re-resolve and spread over new
+                                   replicas; default 300000, < 0 = never */
   const char *name;             /* for logs */
 } twin_rpc_server_opts;
 
