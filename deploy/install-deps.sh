@@ -35,7 +35,7 @@ fi
 # Python test tools go into the interpreter the tests run with (the first python3 on PATH).
 PY=${PYTHON:-python3}
 PIP_PKGS=(grpcio grpcio-tools protobuf numpy pytest tokenizers safetensors selenium jinja2
-          transformers sentencepiece kubernetes-validate==1.37.0 dockerfile==3.4.0 pyyaml)
+          transformers sentencepiece kubernetes-validate==1.37.0 dockerfile==3.4.0 pyyaml redis)
 need=()
 for p in "${PIP_PKGS[@]}"; do
   mod=$p
