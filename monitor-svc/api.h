@@ -11,7 +11,7 @@
 #include "common/http.h"
 #include "common/rpc/server.h"
 #include "monitor-svc/consumer.h"
-#include "monitor-svc/redis_pool.h"
+#include "common/redis_pool.h"
 #include "monitor-svc/store.h"
 
 #define MONITOR_SERVICE_NAME "twin.monitor.v1.MonitorService"
@@ -19,7 +19,7 @@
 /* Everything borrowed; must outlive the servers. */
 typedef struct monitor_api {
   const monitor_store *store;
-  monitor_redis_pool *pool;
+  twin_redis_pool *pool;
   monitor_consumer *consumer; /* for /api/status; may be NULL */
   uint64_t max_scan;          /* candidates a filtered listing examines per call */
   int pool_wait_ms;           /* how long a call waits for a free connection */

@@ -160,10 +160,10 @@ static void list_traces(twin_rpc_call *call, const uint8_t *req, size_t len, voi
   monitor_list_page page = {0};
   trace_msg *msgs = NULL;
   int rc = monitor_list_validate(&q, &err);
-  if (!rc) rc = monitor_redis_pool_acquire(api->pool, api->pool_wait_ms, &redis, &err);
+  if (!rc) rc = twin_redis_pool_acquire(api->pool, api->pool_wait_ms, &redis, &err);
   if (!rc) {
     rc = monitor_list(redis, api->store, &q, api->max_scan, &page, &err);
-    monitor_redis_pool_release(api->pool, redis);
+    twin_redis_pool_release(api->pool, redis);
   }
   if (rc) {
     fail_with(call, rc, &err);
@@ -231,10 +231,10 @@ static void get_trace(twin_rpc_call *call, const uint8_t *req, size_t len, void 
   twin_redis *redis = NULL;
   char *doc = NULL;
   size_t doc_len = 0;
-  if (!rc) rc = monitor_redis_pool_acquire(api->pool, api->pool_wait_ms, &redis, &err);
+  if (!rc) rc = twin_redis_pool_acquire(api->pool, api->pool_wait_ms, &redis, &err);
   if (!rc) {
     rc = monitor_store_get(redis, api->store, id, &doc, &doc_len, &err);
-    monitor_redis_pool_release(api->pool, redis);
+    twin_redis_pool_release(api->pool, redis);
   }
   trace_msg tm;
   if (!rc) rc = trace_msg_build(&tm, doc, doc_len, &err);
@@ -284,10 +284,10 @@ static void get_stats(twin_rpc_call *call, const uint8_t *req, size_t len, void 
   twin_redis *redis = NULL;
   monitor_stats st = {0};
   int rc = monitor_stats_validate(&q, &err);
-  if (!rc) rc = monitor_redis_pool_acquire(api->pool, api->pool_wait_ms, &redis, &err);
+  if (!rc) rc = twin_redis_pool_acquire(api->pool, api->pool_wait_ms, &redis, &err);
   if (!rc) {
     rc = monitor_stats_run(redis, api->store, &q, twin_time_wall_ms(), &st, &err);
-    monitor_redis_pool_release(api->pool, redis);
+    twin_redis_pool_release(api->pool, redis);
   }
   if (rc) {
     fail_with(call, rc, &err);

@@ -59,7 +59,7 @@ static const char *arg_str(const twin_http_request *req, const char *name) {
 }
 
 static int borrow(monitor_api *api, twin_redis **r, twin_err *err) {
-  int rc = monitor_redis_pool_acquire(api->pool, api->pool_wait_ms, r, err);
+  int rc = twin_redis_pool_acquire(api->pool, api->pool_wait_ms, r, err);
   if (rc == TWIN_EFULL) rc = err->code = TWIN_EUNAVAILABLE;
   return rc;
 }
@@ -151,7 +151,7 @@ static int list_handler(monitor_api *api, const twin_http_request *req, twin_htt
   if ((rc = borrow(api, &r, err)) != 0) return rc;
   monitor_list_page page;
   rc = monitor_list(r, api->store, &q, api->max_scan, &page, err);
-  monitor_redis_pool_release(api->pool, r);
+  twin_redis_pool_release(api->pool, r);
   if (rc) return rc;
   twin_buf b = {0};
   twin_buf_puts(&b, "{\"traces\":[");
@@ -185,7 +185,7 @@ static int get_handler(monitor_api *api, const char *id, twin_http_response *res
   char *doc = NULL;
   size_t len = 0;
   rc = monitor_store_get(r, api->store, id, &doc, &len, err);
-  monitor_redis_pool_release(api->pool, r);
+  twin_redis_pool_release(api->pool, r);
   if (rc) return rc;
   rc = twin_http_response_set(resp, 200, "application/json", doc, len);
   free(doc);
@@ -238,7 +238,7 @@ static int stats_route(void *user, const twin_http_request *req, twin_http_respo
   if ((rc = borrow(api, &r, err)) != 0) return rc;
   monitor_stats st;
   rc = monitor_stats_run(r, api->store, &q, twin_time_wall_ms(), &st, err);
-  monitor_redis_pool_release(api->pool, r);
+  twin_redis_pool_release(api->pool, r);
   if (rc) return rc;
   twin_buf b = {0};
   twin_buf_printf(&b, "{\"since_ms\":%lld,\"until_ms\":%lld,\"window_ms\":%lld,\"bucket_ms\":%lld,\"overall\":",
@@ -299,7 +299,7 @@ static int facets_route(void *user, const twin_http_request *req, twin_http_resp
   size_t n_models = 0, n_templates = 0;
   rc = monitor_store_names(r, api->store, false, &models, &n_models, err);
   if (!rc) rc = monitor_store_names(r, api->store, true, &templates, &n_templates, err);
-  monitor_redis_pool_release(api->pool, r);
+  twin_redis_pool_release(api->pool, r);
   if (rc) {
     monitor_store_free_names(models, n_models);
     return rc;

@@ -18,7 +18,7 @@
 #include "common/util.h"
 #include "monitor-svc/api.h"
 #include "monitor-svc/consumer.h"
-#include "monitor-svc/redis_pool.h"
+#include "common/redis_pool.h"
 #include "monitor-svc/store.h"
 #include "monitor-svc/trace_format.h"
 #include "monitor-svc/trace_metrics.h"
@@ -96,7 +96,7 @@ int main(int argc, char **argv) {
   int rc = 1;
   twin_service *svc = NULL;
   monitor_metrics *metrics = NULL;
-  monitor_redis_pool *pool = NULL;
+  twin_redis_pool *pool = NULL;
   monitor_consumer *consumer = NULL;
   monitor_store store;
   if (twin_service_logging("monitor-svc", f.log_level, f.log_json, &err) != 0 || check_flags(&f, &err) != 0 ||
@@ -128,7 +128,7 @@ int main(int argc, char **argv) {
   monitor_api api = {.store = &store, .max_scan = (uint64_t)f.max_scan, .pool_wait_ms = 5000, .stream = f.stream,
                      .group = f.group, .consumer_name = consumer_name};
   if (twin_service_create(&so, &svc, &err) || monitor_metrics_create(svc->metrics, &metrics, &err) ||
-      monitor_redis_pool_create(&ro, f.redis_pool, &pool, &err))
+      twin_redis_pool_create(&ro, f.redis_pool, &pool, &err))
     goto fail;
   api.pool = pool;
   const char *web_dir = *f.web_dir ? f.web_dir : NULL;
@@ -182,7 +182,7 @@ fail:
 out:
   twin_service_destroy(svc);
   monitor_consumer_destroy(consumer);
-  monitor_redis_pool_destroy(pool);
+  twin_redis_pool_destroy(pool);
   monitor_metrics_destroy(metrics);
   twin_config_destroy(cfg);
   return rc;

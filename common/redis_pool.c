@@ -1,6 +1,6 @@
-/* monitor-svc/redis_pool.c — the query threads' Redis connections: a stack of idle
+/* common/redis_pool.c — the query threads' Redis connections: a stack of idle
  * connections under a mutex, with a condition variable for callers waiting for one. */
-#include "monitor-svc/redis_pool.h"
+#include "common/redis_pool.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -8,7 +8,7 @@
 #include <string.h>
 #include <time.h>
 
-struct monitor_redis_pool {
+struct twin_redis_pool {
   pthread_mutex_t mu;
   pthread_cond_t returned;
   twin_redis **all;  /* [size] owned */
@@ -16,11 +16,11 @@ struct monitor_redis_pool {
   int size, n_idle;
 };
 
-int monitor_redis_pool_create(const twin_redis_options *opts, int size, monitor_redis_pool **out,
+int twin_redis_pool_create(const twin_redis_options *opts, int size, twin_redis_pool **out,
                               twin_err *err) {
   *out = NULL;
   if (size < 1) return twin_err_set(err, TWIN_EINVAL, "redis pool: size %d must be >= 1", size);
-  monitor_redis_pool *p = calloc(1, sizeof *p);
+  twin_redis_pool *p = calloc(1, sizeof *p);
   if (!p) return twin_err_set(err, TWIN_ENOMEM, "redis pool: out of memory");
   pthread_mutex_init(&p->mu, NULL);
   pthread_condattr_t ca;
@@ -31,7 +31,7 @@ int monitor_redis_pool_create(const twin_redis_options *opts, int size, monitor_
   p->all = calloc((size_t)size, sizeof *p->all);
   p->idle = calloc((size_t)size, sizeof *p->idle);
   if (!p->all || !p->idle) {
-    monitor_redis_pool_destroy(p);
+    twin_redis_pool_destroy(p);
     return twin_err_set(err, TWIN_ENOMEM, "redis pool: out of memory");
   }
   twin_redis_options o = *opts;
@@ -39,7 +39,7 @@ int monitor_redis_pool_create(const twin_redis_options *opts, int size, monitor_
   for (int i = 0; i < size; i++) {
     int rc = twin_redis_open(&p->all[i], &o, err);
     if (rc) {
-      monitor_redis_pool_destroy(p);
+      twin_redis_pool_destroy(p);
       return rc;
     }
     p->size++;
@@ -49,7 +49,7 @@ int monitor_redis_pool_create(const twin_redis_options *opts, int size, monitor_
   return 0;
 }
 
-void monitor_redis_pool_destroy(monitor_redis_pool *p) {
+void twin_redis_pool_destroy(twin_redis_pool *p) {
   if (!p) return;
   for (int i = 0; i < p->size; i++) twin_redis_close(p->all[i]);
   free(p->all);
@@ -59,7 +59,7 @@ void monitor_redis_pool_destroy(monitor_redis_pool *p) {
   free(p);
 }
 
-int monitor_redis_pool_acquire(monitor_redis_pool *p, int timeout_ms, twin_redis **out, twin_err *err) {
+int twin_redis_pool_acquire(twin_redis_pool *p, int timeout_ms, twin_redis **out, twin_err *err) {
   struct timespec deadline;
   clock_gettime(CLOCK_MONOTONIC, &deadline);
   deadline.tv_sec += timeout_ms / 1000;
@@ -80,7 +80,7 @@ int monitor_redis_pool_acquire(monitor_redis_pool *p, int timeout_ms, twin_redis
   return 0;
 }
 
-void monitor_redis_pool_release(monitor_redis_pool *p, twin_redis *r) {
+void twin_redis_pool_release(twin_redis_pool *p, twin_redis *r) {
   if (!r) return;
   pthread_mutex_lock(&p->mu);
   p->idle[p->n_idle++] = r;
