@@ -1,10 +1,9 @@
 /* business-svc/rag/embedder.h — the sentence-embedding model (a BERT encoder such as
- * all-MiniLM-L6-v2) on the CPU: WordPiece tokens -> BERT layers -> mean pooling over the real
- * tokens -> L2-normalized float32 vectors, so that a dot product is the cosine similarity.
- * A model directory is what sentence-transformers writes: config.json, model.safetensors,
- * tokenizer.json or vocab.txt, and optionally sentence_bert_config.json, modules.json and
- * 1_Pooling/config.json. An open embedder is read-only: separate threads may call
- * twin_embedder_embed at the same time (each call allocates its own scratch). */
+ * all-MiniLM-L6-v2) on the CPU: WordPiece tokens -> BERT layers -> mean pooling -> L2-normalized
+ * float32 vectors (a dot product is the cosine). A model directory is what sentence-transformers
+ * writes: config.json, model.safetensors, tokenizer.json or vocab.txt, optionally
+ * sentence_bert_config.json, modules.json, 1_Pooling/config.json. An open embedder is read-only:
+ * threads may call twin_embedder_embed at once (each call allocates its own scratch). */
 #ifndef TWIN_RAG_EMBEDDER_H
 #define TWIN_RAG_EMBEDDER_H
 
