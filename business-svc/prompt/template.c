@@ -169,7 +169,7 @@ static void substitute(twin_buf *out, const char *tmpl, const char *question, co
 
 /* Length of the longest prefix of text[0..len) ending at a sentence end (". ", "! ", "? ",
  * a newline) that keeps count(prefix) <= budget; 0 when no sentence fits. */
-static size_t cut_at_sentence(const char *text, size_t len, int budget, twin_token_counter count, void *cu) {
+static size_t cut_at_sentence(const char *text, size_t len, int budget, twin_prompt_token_fn count, void *cu) {
   size_t best = 0;
   for (size_t i = 0; i < len; i++) {
     int end = text[i] == '\n' || ((text[i] == '.' || text[i] == '!' || text[i] == '?') &&
@@ -192,7 +192,7 @@ static void append_chunk_header(twin_buf *b, int n, const twin_prompt_chunk *c) 
 
 int twin_prompt_render_fill(const twin_prompt_template *t, const char *question,
                             const twin_prompt_chunk *chunks, int n_chunks, int budget_tokens,
-                            twin_token_counter count, void *cu, twin_prompt_render *out,
+                            twin_prompt_token_fn count, void *cu, twin_prompt_render *out,
                             twin_err *err) {
   memset(out, 0, sizeof *out);
   if (!count) count = estimate_tokens;

@@ -36,7 +36,7 @@ typedef struct twin_prompt_chunk {
 } twin_prompt_chunk;
 
 /* Counts tokens of text for the budget (the LLM's tokenizer, or an estimate). */
-typedef int (*twin_token_counter)(void *user, const char *text, size_t len);
+typedef int (*twin_prompt_token_fn)(void *user, const char *text, size_t len);
 
 typedef struct twin_prompt_render {
   char *system;          /* owned: free with twin_prompt_render_free */
@@ -51,7 +51,7 @@ typedef struct twin_prompt_render {
  * (then tokens are estimated as bytes / 4, rounded up). */
 int twin_prompt_render_fill(const twin_prompt_template *t, const char *question,
                             const twin_prompt_chunk *chunks, int n_chunks, int budget_tokens,
-                            twin_token_counter count, void *count_user, twin_prompt_render *out,
+                            twin_prompt_token_fn count, void *count_user, twin_prompt_render *out,
                             twin_err *err);
 void twin_prompt_render_free(twin_prompt_render *r);
 

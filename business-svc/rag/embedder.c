@@ -1,9 +1,10 @@
 /* business-svc/rag/embedder.c — BERT sentence embedder on the CPU: model directory -> float32
  * weights in one allocation; encoder with OpenBLAS sgemm; mean pooling; L2 normalization. Batches
  * are packed (tokens back to back, attention per text over its own tokens): the same result as
- * padding to the longest text with an attention mask, minus the padded rows. Own safetensors
- * reader (one file; F32/F16/BF16) because business-svc does not link the LLM model library. */
+ * padding to the longest text with an attention mask, minus the padded rows. Weights come
+ * through the model layer's safetensors reader (llm-svc/model/weights.h). */
 #include "business-svc/rag/embedder.h"
+#include "llm-svc/model/weights.h"
 
 #include <cblas.h>
 #include <cjson/cJSON.h>
@@ -214,129 +215,38 @@ static int read_max_len(int *max_len, const bert_config *c, const char *dir, twi
 }
 
 /* ------------------------------------------------------------------------------------------ */
-/* Safetensors weights                                                                        */
+/* Weights (the model layer's safetensors reader: llm-svc/model/weights.h)                    */
 /* ------------------------------------------------------------------------------------------ */
 
-typedef struct st_file {
-  char path[4096];
-  uint8_t *map;     /* [size] read-only mapping of the whole file */
-  size_t size;
-  size_t data_start; /* 8 + header length */
-  cJSON *header;
-} st_file;
-
-static void st_close(st_file *f) {
-  if (f->map) munmap(f->map, f->size);
-  cJSON_Delete(f->header);
-  f->map = NULL;
-  f->header = NULL;
-}
-
-static int st_open(st_file *f, const char *dir, twin_err *err) {
-  memset(f, 0, sizeof *f);
-  snprintf(f->path, sizeof f->path, "%s/model.safetensors", dir);
-  int fd = open(f->path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    int code = errno == ENOENT ? TWIN_ENOTFOUND : TWIN_EIO;
-    return twin_err_set(err, code, "%s: cannot open: %s", f->path, strerror(errno));
-  }
-  struct stat st;
-  if (fstat(fd, &st) != 0) { close(fd); return twin_err_set(err, TWIN_EIO, "%s: cannot stat: %s", f->path, strerror(errno)); }
-  f->size = (size_t)st.st_size;
-  if (f->size < 8) { close(fd); return twin_err_set(err, TWIN_EFORMAT, "%s: %zu bytes is too short for a safetensors header", f->path, f->size); }
-  void *map = mmap(NULL, f->size, PROT_READ, MAP_PRIVATE, fd, 0);
-  close(fd);
-  if (map == MAP_FAILED) return twin_err_set(err, TWIN_EIO, "%s: cannot map: %s", f->path, strerror(errno));
-  f->map = map;
-  uint64_t header_len = 0;
-  for (int i = 7; i >= 0; i--) header_len = header_len << 8 | f->map[i];
-  if (header_len > f->size - 8 || header_len > (100u << 20)) {
-    st_close(f);
-    return twin_err_set(err, TWIN_EFORMAT, "%s: header length %llu runs past the end of the file (%zu bytes)", f->path, (unsigned long long)header_len, f->size);
-  }
-  f->data_start = 8 + (size_t)header_len;
-  f->header = cJSON_ParseWithLength((const char *)f->map + 8, (size_t)header_len);
-  if (!f->header || !cJSON_IsObject(f->header)) {
-    st_close(f);
-    return twin_err_set(err, TWIN_EFORMAT, "%s: the header is not a JSON object", f->path);
-  }
-  return 0;
-}
-
-static float half_to_f32(uint16_t h) {
-  uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1F, mant = h & 0x3FF, bits;
-  if (exp == 0x1F) {
-    bits = sign | 0x7F800000u | mant << 13;
-  } else if (exp == 0) {
-    float v = ldexpf((float)mant, -24);
-    return sign ? -v : v;
-  } else {
-    bits = sign | (exp + 112) << 23 | mant << 13;
-  }
-  float out;
-  memcpy(&out, &bits, 4);
-  return out;
-}
-
 /* Copies tensor `name` (shape [rows][cols], or [cols] when rows == 0) as float32 into dst,
- * after checking its dtype, shape and byte range. Names with a "bert." prefix are accepted. */
-static int st_read(const st_file *f, const char *name, int64_t rows, int64_t cols, float *dst, twin_err *err) {
-  const cJSON *t = cJSON_GetObjectItemCaseSensitive(f->header, name);
+ * after checking its shape. Names with a "bert." prefix are accepted. */
+static int st_read(const twin_weights *wts, const char *path, const char *name, int64_t rows, int64_t cols,
+                   float *dst, twin_err *err) {
+  const twin_tensor *t = twin_weights_get(wts, name);
   char prefixed[256];
   if (!t) {
     snprintf(prefixed, sizeof prefixed, "bert.%s", name);
-    t = cJSON_GetObjectItemCaseSensitive(f->header, prefixed);
+    t = twin_weights_get(wts, prefixed);
   }
-  if (!t) return twin_err_set(err, TWIN_EFORMAT, "%s: tensor %s is missing", f->path, name);
-  const cJSON *dtype = cJSON_GetObjectItemCaseSensitive(t, "dtype");
-  const cJSON *shape = cJSON_GetObjectItemCaseSensitive(t, "shape");
-  const cJSON *offs = cJSON_GetObjectItemCaseSensitive(t, "data_offsets");
-  int elem = 0;
-  const char *dt = cJSON_IsString(dtype) ? dtype->valuestring : "(missing)";
-  if (strcmp(dt, "F32") == 0) elem = 4;
-  else if (strcmp(dt, "F16") == 0 || strcmp(dt, "BF16") == 0) elem = 2;
-  else return twin_err_set(err, TWIN_EUNSUPPORTED, "%s: tensor %s has dtype %s (F32, F16 and BF16 are read)", f->path, name, dt);
+  if (!t) return twin_err_set(err, TWIN_EFORMAT, "%s: tensor %s is missing", path, name);
   int want_ndim = rows ? 2 : 1;
   int64_t want[2] = {rows ? rows : cols, cols};
-  int shape_ok = cJSON_IsArray(shape) && cJSON_GetArraySize(shape) == want_ndim;
-  for (int i = 0; shape_ok && i < want_ndim; i++) {
-    const cJSON *d = cJSON_GetArrayItem(shape, i);
-    shape_ok = cJSON_IsNumber(d) && (int64_t)d->valuedouble == want[i];
-  }
+  int shape_ok = t->ndim == want_ndim;
+  for (int i = 0; shape_ok && i < want_ndim; i++) shape_ok = t->shape[i] == want[i];
   if (!shape_ok) {
-    char *got = shape ? cJSON_PrintUnformatted(shape) : NULL;
-    int rc = rows ? twin_err_set(err, TWIN_EFORMAT, "%s: tensor %s has shape %s, config.json says [%lld, %lld]", f->path, name, got ? got : "(missing)", (long long)rows, (long long)cols)
-                  : twin_err_set(err, TWIN_EFORMAT, "%s: tensor %s has shape %s, config.json says [%lld]", f->path, name, got ? got : "(missing)", (long long)cols);
-    free(got);
-    return rc;
+    char got[96] = "[";
+    for (int i = 0; i < t->ndim; i++)
+      snprintf(got + strlen(got), sizeof got - strlen(got), "%s%lld", i ? "," : "", (long long)t->shape[i]);
+    strncat(got, "]", sizeof got - strlen(got) - 1);
+    return rows ? twin_err_set(err, TWIN_EFORMAT, "%s: tensor %s has shape %s, config.json says [%lld, %lld]", path, name, got, (long long)rows, (long long)cols)
+                : twin_err_set(err, TWIN_EFORMAT, "%s: tensor %s has shape %s, config.json says [%lld]", path, name, got, (long long)cols);
   }
-  const cJSON *b = cJSON_GetArrayItem(offs, 0), *e = cJSON_GetArrayItem(offs, 1);
-  if (!cJSON_IsNumber(b) || !cJSON_IsNumber(e) || b->valuedouble < 0 || e->valuedouble < b->valuedouble)
-    return twin_err_set(err, TWIN_EFORMAT, "%s: tensor %s has bad data_offsets", f->path, name);
-  size_t begin = (size_t)b->valuedouble, end = (size_t)e->valuedouble;
   size_t numel = (size_t)(rows ? rows : 1) * (size_t)cols;
-  if (end - begin != numel * (size_t)elem)
-    return twin_err_set(err, TWIN_EFORMAT, "%s: tensor %s spans %zu bytes, its shape needs %zu", f->path, name, end - begin, numel * (size_t)elem);
-  if (end > f->size - f->data_start)
-    return twin_err_set(err, TWIN_EFORMAT, "%s: tensor %s (bytes %zu..%zu of the data) runs past the end of the file", f->path, name, begin, end);
-  const uint8_t *src = f->map + f->data_start + begin;
-  if (elem == 4) {
-    memcpy(dst, src, numel * 4);
-  } else {
-    int is_bf16 = dt[0] == 'B';
-    for (size_t i = 0; i < numel; i++) {
-      uint16_t h;
-      memcpy(&h, src + 2 * i, 2);
-      if (is_bf16) {
-        uint32_t bits = (uint32_t)h << 16;
-        memcpy(&dst[i], &bits, 4);
-      } else {
-        dst[i] = half_to_f32(h);
-      }
-    }
-  }
+  if (twin_tensor_to_f32(t, 0, (int64_t)numel, dst) != 0)
+    return twin_err_set(err, TWIN_EUNSUPPORTED, "%s: tensor %s has dtype %s (F32, F16 and BF16 are read)", path, name,
+                        twin_dtype_name(t->dtype));
   for (size_t i = 0; i < numel; i++)
-    if (!isfinite(dst[i])) return twin_err_set(err, TWIN_EFORMAT, "%s: tensor %s holds a non-finite value at element %zu", f->path, name, i);
+    if (!isfinite(dst[i])) return twin_err_set(err, TWIN_EFORMAT, "%s: tensor %s holds a non-finite value at element %zu", path, name, i);
   return 0;
 }
 
@@ -350,22 +260,24 @@ static int load_weights(twin_embedder *e, const char *dir, twin_err *err) {
   e->arena = malloc(total * sizeof(float));
   e->layers = calloc((size_t)c->n_layers, sizeof *e->layers);
   if (!e->arena || !e->layers) return twin_err_set(err, TWIN_ENOMEM, "%s: out of memory for %zu weights", dir, total);
-  st_file f;
-  int rc = st_open(&f, dir, err);
+  char path[4096];
+  snprintf(path, sizeof path, "%s/model.safetensors", dir);
+  twin_weights *wts = NULL;
+  int rc = twin_weights_open_safetensors_file(&wts, path, err);
   if (rc) return rc;
   float *p = e->arena;
 #define TAKE(ptr, count) do { (ptr) = p; p += (count); } while (0)
   float *w;
   TAKE(w, (size_t)c->vocab_size * D); e->word_emb = w;
-  if (!rc) rc = st_read(&f, "embeddings.word_embeddings.weight", c->vocab_size, c->dim, w, err);
+  if (!rc) rc = st_read(wts, path, "embeddings.word_embeddings.weight", c->vocab_size, c->dim, w, err);
   TAKE(w, (size_t)c->max_positions * D); e->pos_emb = w;
-  if (!rc) rc = st_read(&f, "embeddings.position_embeddings.weight", c->max_positions, c->dim, w, err);
+  if (!rc) rc = st_read(wts, path, "embeddings.position_embeddings.weight", c->max_positions, c->dim, w, err);
   TAKE(w, (size_t)c->type_vocab_size * D); e->type_emb = w;
-  if (!rc) rc = st_read(&f, "embeddings.token_type_embeddings.weight", c->type_vocab_size, c->dim, w, err);
+  if (!rc) rc = st_read(wts, path, "embeddings.token_type_embeddings.weight", c->type_vocab_size, c->dim, w, err);
   TAKE(w, D); e->ln_emb_w = w;
-  if (!rc) rc = st_read(&f, "embeddings.LayerNorm.weight", 0, c->dim, w, err);
+  if (!rc) rc = st_read(wts, path, "embeddings.LayerNorm.weight", 0, c->dim, w, err);
   TAKE(w, D); e->ln_emb_b = w;
-  if (!rc) rc = st_read(&f, "embeddings.LayerNorm.bias", 0, c->dim, w, err);
+  if (!rc) rc = st_read(wts, path, "embeddings.LayerNorm.bias", 0, c->dim, w, err);
   char name[256];
   for (int l = 0; l < c->n_layers && !rc; l++) {
     bert_layer *L = &e->layers[l];
@@ -373,18 +285,18 @@ static int load_weights(twin_embedder *e, const char *dir, twin_err *err) {
     TAKE(w, 3 * D * D); L->w_qkv = w;
     for (int k = 0; k < 3 && !rc; k++) {
       snprintf(name, sizeof name, "encoder.layer.%d.attention.self.%s.weight", l, qkv[k]);
-      rc = st_read(&f, name, c->dim, c->dim, w + (size_t)k * D * D, err);
+      rc = st_read(wts, path, name, c->dim, c->dim, w + (size_t)k * D * D, err);
     }
     TAKE(w, 3 * D); L->b_qkv = w;
     for (int k = 0; k < 3 && !rc; k++) {
       snprintf(name, sizeof name, "encoder.layer.%d.attention.self.%s.bias", l, qkv[k]);
-      rc = st_read(&f, name, 0, c->dim, w + (size_t)k * D, err);
+      rc = st_read(wts, path, name, 0, c->dim, w + (size_t)k * D, err);
     }
 #define LAYER_TENSOR(field, suffix, rows, cols, count)                                       \
     TAKE(w, count); L->field = w;                                                            \
     if (!rc) {                                                                               \
       snprintf(name, sizeof name, "encoder.layer.%d.%s", l, suffix);                         \
-      rc = st_read(&f, name, rows, cols, w, err);                                            \
+      rc = st_read(wts, path, name, rows, cols, w, err);                                            \
     }
     LAYER_TENSOR(w_attn_out, "attention.output.dense.weight", c->dim, c->dim, D * D)
     LAYER_TENSOR(b_attn_out, "attention.output.dense.bias", 0, c->dim, D)
@@ -399,7 +311,7 @@ static int load_weights(twin_embedder *e, const char *dir, twin_err *err) {
 #undef LAYER_TENSOR
   }
 #undef TAKE
-  st_close(&f);
+  twin_weights_destroy(wts);
   return rc;
 }
 
