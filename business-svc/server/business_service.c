@@ -114,6 +114,14 @@ static double price_of(const char *table, const char *model, int prompt_tokens, 
   return (prompt_tokens * in + completion_tokens * out) / 1e6;
 }
 
+/* Token counts for the prompt budget come from the model's own tokenizer (llm-svc Tokenize);
+ * when that fails, a conservative estimate of one token per 3 bytes. */
+static int count_llm_tokens(void *user, const char *text, size_t len) {
+  twin_business_service *s = user;
+  int n = s->cfg.retriever.llm ? twin_llm_count_tokens(s->cfg.retriever.llm, text, len, 2000) : -1;
+  return n >= 0 ? n : (int)((len + 2) / 3);
+}
+
 /* ==== Redis: memory and cache =============================================================== */
 
 typedef struct turn {
@@ -479,10 +487,11 @@ static void handle_ask(twin_rpc_call *call, const uint8_t *req, size_t len, void
   for (int i = 0; chunks && i < ret.n_chunks; i++)
     chunks[i] = (twin_prompt_chunk){ret.chunks[i].text, ret.chunks[i].title, ret.chunks[i].author};
   int memory_tokens = 0;
-  for (int i = 0; i < n_mem; i++) memory_tokens += (int)(strlen(mem[i].content) + 3) / 4 + 8;
-  int budget = s->context_tokens - max_new - memory_tokens - 32;
+  for (int i = 0; i < n_mem; i++) memory_tokens += count_llm_tokens(s, mem[i].content, strlen(mem[i].content)) + 8;
+  /* room for the answer, the memory, and the chat template's own tokens */
+  int budget = s->context_tokens - max_new - memory_tokens - 48;
   if (budget < 64) budget = 64;
-  rc = twin_prompt_render_fill(tmpl, r->query, chunks, ret.n_chunks, budget, NULL, NULL, &pr, &err);
+  rc = twin_prompt_render_fill(tmpl, r->query, chunks, ret.n_chunks, budget, count_llm_tokens, s, &pr, &err);
   free(chunks);
   stage_add(&stages, "prompt", (twin_time_mono_us() - t) / 1e3);
   if (rc) {

@@ -10,7 +10,7 @@ import grpc
 import pytest
 from tokenizers import Tokenizer
 
-from models import tiny_model_dir
+from tiny_models import tiny_model_dir
 from twin_testlib import Process, binary, stubs
 
 

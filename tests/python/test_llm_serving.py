@@ -12,7 +12,7 @@ import urllib.request
 import grpc
 import pytest
 
-from models import tiny_model_dir
+from tiny_models import tiny_model_dir
 from twin_testlib import Process, binary, stubs
 
 pb, pbg = stubs("llm")

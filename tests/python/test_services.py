@@ -8,7 +8,7 @@ import grpc
 import pytest
 
 from twin_testlib import Process, Redis, binary, stubs
-from models import tiny_model_dir
+from tiny_models import tiny_model_dir
 
 SERVICES = {
     "business-svc": "twin.business.v1.TwinService",
