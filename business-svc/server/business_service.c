@@ -437,6 +437,9 @@ static void handle_ask(twin_rpc_call *call, const uint8_t *req, size_t len, void
   }
   twin_llm_sampling sampling;
   read_sampling(r->sampling, &sampling);
+  if (!sampling.has_temperature && s->cfg.default_temperature >= 0)
+    sampling.has_temperature = 1, sampling.temperature = s->cfg.default_temperature;
+  if (!sampling.has_top_p && s->cfg.default_top_p > 0) sampling.has_top_p = 1, sampling.top_p = s->cfg.default_top_p;
   int max_new = r->sampling && r->sampling->max_new_tokens ? (int)r->sampling->max_new_tokens : s->cfg.default_max_new_tokens;
   if (rc) {
     twin_rpc_call_fail(call, twin_rpc_code_from_err(rc), "%s", err.msg);

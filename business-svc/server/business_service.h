@@ -26,6 +26,8 @@ typedef struct twin_business_config {
   int memory_ttl_s;                  /* default 3600 */
   int cache_ttl_s;                   /* default 86400; 0 = no response cache */
   int default_max_new_tokens;        /* default 256 */
+  float default_temperature;         /* when a request sets none (< 0 = llm-svc's default) */
+  float default_top_p;               /* likewise (<= 0 = llm-svc's default) */
   int context_tokens;                /* the model's context; 0 = ask llm-svc (GetModelInfo) */
   const char *prices;                /* "model=in/out,..." USD per million tokens; "*" = any */
   twin_metrics *metrics;             /* borrowed, may be NULL */

@@ -33,6 +33,7 @@ typedef struct business_flags {
   int port, http_port, hnsw_threshold, max_query_bytes, memory_turns, cache_ttl_s, memory_ttl_s;
   int default_max_new_tokens, redis_pool, context_tokens;
   int64_t grace_ms, llm_stage_timeout_ms;
+  double temperature, top_p;
   bool log_json;
 } business_flags;
 
@@ -58,6 +59,8 @@ int main(int argc, char **argv) {
       {"memory-ttl", "BUSINESS_MEMORY_TTL", TWIN_OPT_INT, "3600", "seconds a session's memory lives", &f.memory_ttl_s, NULL, NULL},
       {"cache-ttl", "BUSINESS_CACHE_TTL", TWIN_OPT_INT, "86400", "seconds a cached answer lives (0 = no response cache)", &f.cache_ttl_s, NULL, NULL},
       {"default-max-new-tokens", "BUSINESS_MAX_NEW_TOKENS", TWIN_OPT_INT, "256", "answer length when a request gives none", &f.default_max_new_tokens, NULL, NULL},
+      {"temperature", "BUSINESS_TEMPERATURE", TWIN_OPT_DOUBLE, "0.2", "sampling temperature when a request gives none (-1 = llm-svc's default)", &f.temperature, NULL, NULL},
+      {"top-p", "BUSINESS_TOP_P", TWIN_OPT_DOUBLE, "0.9", "top_p when a request gives none (0 = llm-svc's default)", &f.top_p, NULL, NULL},
       {"context-tokens", "BUSINESS_CONTEXT_TOKENS", TWIN_OPT_INT, "0", "prompt budget: the model's context (0 = ask llm-svc)", &f.context_tokens, NULL, NULL},
       {"prices", "BUSINESS_PRICES", TWIN_OPT_STRING, "*=0.10/0.40", "cost table, USD per million tokens: model=input/output,... (* = any)", &f.prices, NULL, "TABLE"},
       {"redis-pool", "BUSINESS_REDIS_POOL", TWIN_OPT_INT, "16", "Redis connections shared by requests", &f.redis_pool, NULL, NULL},
@@ -113,6 +116,8 @@ int main(int argc, char **argv) {
       .memory_ttl_s = f.memory_ttl_s,
       .cache_ttl_s = f.cache_ttl_s,
       .default_max_new_tokens = f.default_max_new_tokens,
+      .default_temperature = (float)f.temperature,
+      .default_top_p = (float)f.top_p,
       .context_tokens = f.context_tokens,
       .prices = f.prices,
       .metrics = svc->metrics,
