@@ -135,8 +135,8 @@ static size_t utf8_unfinished_tail(const char *s, size_t n) {
 /* Moves held[0..len) into the emit buffer, shifting the rest of held to the front. */
 static int emit_prefix(twin_stop_matcher *m, size_t len, twin_stop_output *out) {
   if (ensure_capacity(&m->emit, &m->emit_cap, len ? len : 1)) return TWIN_ENOMEM;
-  memcpy(m->emit, m->held, len);
-  memmove(m->held, m->held + len, m->held_len - len);
+  if (len) memcpy(m->emit, m->held, len); /* held is NULL until the first byte arrives */
+  if (m->held_len > len) memmove(m->held, m->held + len, m->held_len - len);
   m->held_len -= len;
   out->text = m->emit;
   out->len = len;
