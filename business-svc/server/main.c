@@ -28,7 +28,8 @@
 #endif
 
 typedef struct business_flags {
-  const char *host, *llm_target, *redis_url, *log_level, *embedder, *templates, *index_kind, *rerank;
+  const char *host, *llm_target, *redis_url, *trace_redis_url, *log_level, *embedder, *templates;
+  const char *index_kind, *rerank;
   const char *prices;
   int port, http_port, hnsw_threshold, max_query_bytes, memory_turns, cache_ttl_s, memory_ttl_s;
   int default_max_new_tokens, redis_pool, context_tokens;
@@ -48,6 +49,7 @@ int main(int argc, char **argv) {
       {"http-port", "BUSINESS_HTTP_PORT", TWIN_OPT_INT, "8080", "HTTP port: /metrics, /healthz (0 = any)", &f.http_port, NULL, NULL},
       {"llm-target", "BUSINESS_LLM_TARGET", TWIN_OPT_STRING, "dns:///127.0.0.1:50051", "llm-svc gRPC target (round-robin over its addresses)", &f.llm_target, NULL, "TARGET"},
       {"redis-url", "REDIS_URL", TWIN_OPT_STRING, "redis://127.0.0.1:6379", "Redis: chunks, vectors, cache, memory, traces", &f.redis_url, NULL, "URL"},
+      {"trace-redis-url", "BUSINESS_TRACE_REDIS_URL", TWIN_OPT_STRING, NULL, "Redis for the trace stream (default: --redis-url)", &f.trace_redis_url, NULL, "URL"},
       {"embedder", "BUSINESS_EMBEDDER", TWIN_OPT_STRING, "models/embedder", "sentence-embedding model directory (all-MiniLM-L6-v2 class)", &f.embedder, NULL, "DIR"},
       {"templates", "BUSINESS_TEMPLATES", TWIN_OPT_STRING, TWIN_BUSINESS_TEMPLATES_DIR, "directory of prompt templates (*.tmpl)", &f.templates, NULL, "DIR"},
       {"index", "BUSINESS_INDEX", TWIN_OPT_STRING, "auto", "vector index: exact, hnsw, or exact turning into HNSW past --hnsw-threshold", &f.index_kind, "exact|hnsw|auto", NULL},
@@ -105,7 +107,8 @@ int main(int argc, char **argv) {
   twin_redis_options ro = {.url = f.redis_url, .connect_timeout_ms = 1000, .command_timeout_ms = 5000};
   if (twin_redis_pool_create(&ro, f.redis_pool, &pool, &err)) goto fail;
   if (twin_llm_client_create(f.llm_target, &llm, &err)) goto fail;
-  twin_trace_publisher_opts to = {.redis_url = f.redis_url, .metrics = svc->metrics};
+  twin_trace_publisher_opts to = {.redis_url = f.trace_redis_url && *f.trace_redis_url ? f.trace_redis_url : f.redis_url,
+                                  .metrics = svc->metrics};
   if (twin_trace_publisher_create(&to, &traces, &err)) goto fail;
   twin_business_config bc = {
       .retriever = {.redis = pool, .llm = llm, .rerank = rerank, .llm_stage_timeout_ms = (int)f.llm_stage_timeout_ms},

@@ -241,3 +241,56 @@ def test_redis_down_at_start_and_mid_run(stack):
     finally:
         assert biz.stop() == 0, biz.logs()
         assert biz.sanitizer_reports() == []
+
+
+def test_trace_redis_outage_never_fails_answers(stack):
+    """Traces go to a Redis that is down: answers still stream at full speed, and the traces
+    queued meanwhile arrive once that Redis is back."""
+    port = free_port()
+    biz = start_business(stack["redis"].url, stack["llm"].port, "--trace-redis-url", f"redis://127.0.0.1:{port}")
+    try:
+        wait_serving(biz.port)
+        ch = grpc.insecure_channel(f"127.0.0.1:{biz.port}")
+        stub = bgrpc.TwinServiceStub(ch)
+        ids = []
+        for i in range(3):
+            t0 = time.time()
+            msgs = ask(stub, f"What does the scheduler do first? ({i})", no_cache=True,
+                       retrieval=bpb.RetrievalOptions(expansions=0, rerank=False, self_query=False))
+            assert msgs[-1].WhichOneof("event") == "summary" and time.time() - t0 < 30
+            ids.append(msgs[-1].summary.trace_id)
+        late = Redis(port=port)
+        try:
+            rc = redis_client.Redis.from_url(late.url)
+            deadline = time.time() + 20
+            seen = set()
+            while time.time() < deadline and len(seen) < 3:
+                seen = {json.loads(f[b"trace"])["trace_id"] for _id, f in rc.xrange("twin:traces")}
+                time.sleep(0.2)
+            assert set(ids) <= seen, (ids, seen)
+        finally:
+            late.stop()
+        ch.close()
+    finally:
+        assert biz.stop() == 0, biz.logs()
+
+
+def test_dead_replica_is_skipped(stack):
+    """llm-svc target with two addresses, one with nobody listening: every Ask is answered by
+    the live replica (the call retries before the first token when it lands on the dead one)."""
+    dead = free_port()
+    biz = Process([binary("business-svc"), "--host", "127.0.0.1", "--port", "0", "--http-port", "0",
+                   "--redis-url", stack["redis"].url,
+                   "--llm-target", f"ipv4:127.0.0.1:{dead},127.0.0.1:{stack['llm'].port}",
+                   "--embedder", EMBEDDER], ready=r"LISTENING grpc=(\d+) http=(\d+)", name="business-svc")
+    try:
+        wait_serving(biz.port)
+        ch = grpc.insecure_channel(f"127.0.0.1:{biz.port}")
+        stub = bgrpc.TwinServiceStub(ch)
+        for i in range(6):
+            msgs = ask(stub, f"How are blocks evicted? {i}", no_cache=True,
+                       retrieval=bpb.RetrievalOptions(expansions=0, rerank=False, self_query=False))
+            assert msgs[-1].WhichOneof("event") == "summary"
+        ch.close()
+    finally:
+        assert biz.stop() == 0, biz.logs()
