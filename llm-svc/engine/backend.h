@@ -1,12 +1,14 @@
 /* llm-svc/engine/backend.h — the interface every backend (cpu, cuda) implements.
  * The engine owns scheduling, block tables and the block allocator; a backend owns the weights
- * in its own layout, the storage of the KV block pool, and the forward pass over one batch.
+ * in its own layout, the storage of the KV block pool, and the forward pass over one batch
+ * (logits to the host; a backend may also sample the next tokens on its device).
  * A batch mixes prefill chunks and decode tokens of many sequences (continuous batching). */
 #ifndef TWIN_ENGINE_BACKEND_H
 #define TWIN_ENGINE_BACKEND_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "common/error.h"
 #include "llm-svc/model/config.h"
@@ -41,6 +43,21 @@ typedef struct twin_backend_opts {
   int threads;                  /* CPU threads; 0 = all cores */
 } twin_backend_opts;
 
+/* Sampling parameters of one sequence for a backend that samples on its device
+ * (twin_backend_ops.forward_sample). The engine fills them from the request's
+ * twin_sampling_params (sampler.h), which has validated them; the order of operations is
+ * sampler.h's steps 2-6: temperature, top-k, top-p over the top-k set, min-p, one draw. */
+typedef struct twin_backend_sampling {
+  float temperature;          /* <= 0: greedy (argmax, the lowest id among equals) */
+  int32_t top_k;              /* <= 0 (or >= vocab): off */
+  float top_p;                /* >= 1: off */
+  float min_p;                /* <= 0: off */
+  uint64_t seed;              /* the random stream's key: one per request */
+  uint64_t offset;            /* the draw's index in that stream: the request's tokens generated
+                                 so far, so a draw depends on (seed, offset, logits) alone and
+                                 not on the rest of the batch */
+} twin_backend_sampling;
+
 typedef struct twin_backend twin_backend;
 
 typedef struct twin_backend_ops {
@@ -49,6 +66,15 @@ typedef struct twin_backend_ops {
    * against seq_len, block ids against num_blocks) and a bad one is TWIN_EINVAL with nothing
    * written. One thread drives a backend at a time. */
   int (*forward)(twin_backend *b, const twin_batch *batch, float *logits, twin_err *err);
+  /* Optional (NULL when the backend cannot): the same step with all_logits ignored (treated as
+   * 0), then one token per sequence chosen on the device from its last token's logits, which
+   * never leave the device: tokens_out[n_seqs]. sampling[n_seqs] is borrowed for the call; a
+   * bad value (NaN, a negative temperature or min_p, top_p outside (0, 1]) is TWIN_EINVAL
+   * naming the sequence, with nothing written. A sequence mid-prompt gets a token too, which
+   * the caller ignores. */
+  int (*forward_sample)(twin_backend *b, const twin_batch *batch,
+                        const twin_backend_sampling *sampling, int32_t *tokens_out,
+                        twin_err *err);
   void (*destroy)(twin_backend *b);
 } twin_backend_ops;
 
@@ -66,6 +92,22 @@ struct twin_backend {
 static inline int twin_backend_forward(twin_backend *b, const twin_batch *batch, float *logits,
                                        twin_err *err) {
   return b->ops->forward(b, batch, logits, err);
+}
+/* 1 when the backend implements forward_sample. */
+static inline int twin_backend_can_sample(const twin_backend *b) {
+  return b->ops->forward_sample != NULL;
+}
+static inline int twin_backend_forward_sample(twin_backend *b, const twin_batch *batch,
+                                              const twin_backend_sampling *sampling,
+                                              int32_t *tokens_out, twin_err *err) {
+  if (!b->ops->forward_sample) { /* filled here: C++ harnesses include this header too */
+    if (err) {
+      err->code = TWIN_EUNSUPPORTED;
+      snprintf(err->msg, sizeof err->msg, "backend %s does not sample on its device", b->name);
+    }
+    return TWIN_EUNSUPPORTED;
+  }
+  return b->ops->forward_sample(b, batch, sampling, tokens_out, err);
 }
 static inline void twin_backend_destroy(twin_backend *b) {
   if (b) b->ops->destroy(b);

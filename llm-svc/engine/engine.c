@@ -3,13 +3,31 @@
  * prefills in chunks, then waiting requests admitted in arrival order with a prefix-cache
  * lookup) under the token budget, preempting the newest running sequence when a block cannot be
  * had; one forward; commit newly full blocks to the prefix cache; sample, detokenize, match
- * stops and report; finish what hit EOS, a stop string, its length or the context limit. */
+ * stops and report; finish what hit EOS, a stop string, its length or the context limit.
+ *
+ * Sampling on the device. When the backend implements forward_sample (backend.h; the CUDA
+ * backend does, the CPU backend does not) and every sequence that gets a token this step asks
+ * for nothing the device sampler lacks (no repetition, presence or frequency penalty, no
+ * logprobs), the step runs forward_sample: the backend picks the tokens where the logits are and
+ * only the ids come back (no [batch][vocab] copy to the host, no host scan of it). Otherwise the
+ * step takes the logits and the host sampler (sampler.h), as before. Either way each token is
+ * recorded in the sequence's twin_sampler (device tokens through twin_sampler_accept), so its
+ * state is the same whichever path chose a token. The device draw of a sequence is keyed by
+ * (seed, offset): the request's seed (or one drawn from the OS at submit when it gives none) and
+ * the count of tokens it has generated, so a seeded request gets the same tokens on the device
+ * path whatever else shares its batches, also after a preemption. The two paths use different
+ * generators (Philox on the device, xoshiro on the host), so a seeded request whose steps fall
+ * back to the host (a penalized or logprobs request in the same batch) draws different, equally
+ * valid tokens; greedy requests get the argmax on both. TWIN_DEVICE_SAMPLING=0 in the
+ * environment at create keeps every step on the host path (for comparisons). */
 #include "llm-svc/engine/engine.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
 
 #include "common/log.h"
 #include "common/util.h"
@@ -38,6 +56,8 @@ typedef struct seq {
   twin_sampler *sampler;
   twin_seq_text *text;
   int want_logprobs;
+  int device_ok;                 /* no penalties, no logprobs: its tokens may come from the device */
+  twin_backend_sampling device;  /* its parameters there (offset set each step) */
   twin_gen_callback cb;
   void *user;
   int64_t t_arrival, t_first_sched, t_first_token, t_last_token; /* monotonic us */
@@ -105,6 +125,7 @@ struct twin_engine {
   seq_list waiting, running;
   uint64_t preemptions, steps;
   twin_sampler_scratch *scratch;
+  int device_sampling;           /* the backend samples on its device and it is not turned off */
   /* batch buffers */
   int32_t *b_tokens, *b_positions;   /* [max_tokens_per_step] */
   int32_t *b_seq_start;              /* [max_batch + 1] */
@@ -113,6 +134,8 @@ struct twin_engine {
   seq **b_seqs;                      /* [max_batch] */
   int *b_chunk;                      /* [max_batch] */
   float *logits;                     /* [max_batch][vocab] */
+  twin_backend_sampling *b_sampling; /* [max_batch] parameters of a device-sampled step */
+  int32_t *b_sampled;                /* [max_batch] its tokens */
   twin_buf text;
 
   engine_metrics m;
@@ -233,6 +256,29 @@ static void seq_finish(twin_engine *e, seq *s, twin_finish_reason why, const cha
 
 /* ==== submission (any thread) =============================================================== */
 
+/* The key of a request's device draws: its seed, or 64 bits from the OS. */
+static uint64_t request_seed(const twin_sampling_params *p, const void *salt) {
+  if (p->has_seed) return p->seed;
+  uint64_t seed = 0;
+  if (getrandom(&seed, sizeof seed, 0) == (ssize_t)sizeof seed) return seed;
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ((uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec) ^ (uint64_t)(uintptr_t)salt;
+}
+
+/* What the device sampler needs of a request, and whether it can serve it at all. */
+static void seq_set_device_sampling(seq *s, const twin_sampling_params *p) {
+  s->device_ok = p->repetition_penalty == 1.0f && p->presence_penalty == 0.0f &&
+                 p->frequency_penalty == 0.0f && !p->logprobs && p->top_logprobs == 0;
+  s->device = (twin_backend_sampling){
+      .temperature = p->temperature < TWIN_SAMPLER_GREEDY_BELOW ? 0.0f : p->temperature,
+      .top_k = p->top_k,
+      .top_p = p->top_p,
+      .min_p = p->min_p,
+      .seed = request_seed(p, s),
+  };
+}
+
 int twin_engine_submit(twin_engine *e, const twin_gen_request *req, uint64_t *id_out, twin_err *err) {
   const twin_engine_opts *o = &e->opts;
   if (!req->callback) return twin_err_set(err, TWIN_EINVAL, "request has no callback");
@@ -269,6 +315,7 @@ int twin_engine_submit(twin_engine *e, const twin_gen_request *req, uint64_t *id
   s->cb = req->callback;
   s->user = req->user;
   s->want_logprobs = req->sampling.logprobs;
+  seq_set_device_sampling(s, &req->sampling);
   if ((rc = twin_sampler_create(&req->sampling, e->vocab, &s->sampler, err)) ||
       (rc = twin_sampler_add_prompt(s->sampler, req->prompt, req->n_prompt, err)) ||
       (rc = twin_seq_text_create(e->tok, req->prompt, req->n_prompt, req->stop, req->n_stop, &s->text, err))) {
@@ -442,8 +489,37 @@ static int is_eos(const twin_engine *e, int32_t tok) {
   return 0;
 }
 
-/* After the forward: bookkeeping, sampling and reports for each sequence in the batch. */
-static void finish_step(twin_engine *e, int n) {
+/* Fills b_sampling and returns 1 when this step can sample on the device: the backend can, and
+ * every sequence that gets a token this step (its prompt done with this chunk) is device_ok.
+ * A sequence still mid-prompt gets greedy parameters; its token is ignored. */
+static int plan_device_sampling(twin_engine *e, int n) {
+  if (!e->device_sampling) return 0;
+  for (int i = 0; i < n; i++) {
+    const seq *s = e->b_seqs[i];
+    if (s->n_computed + e->b_chunk[i] >= s->n_tokens && !s->device_ok) return 0;
+  }
+  for (int i = 0; i < n; i++) {
+    const seq *s = e->b_seqs[i];
+    if (s->device_ok) {
+      e->b_sampling[i] = s->device;
+      e->b_sampling[i].offset = (uint64_t)s->n_generated;
+    } else {
+      e->b_sampling[i] = (twin_backend_sampling){.temperature = 0.0f, .top_p = 1.0f};
+    }
+  }
+  return 1;
+}
+
+/* A token the device chose: recorded in the sequence's sampler like one sampled here. */
+static int accept_device_token(seq *s, int32_t token, twin_sample_result *r, twin_err *err) {
+  memset(r, 0, sizeof *r);
+  r->token = token;
+  return twin_sampler_accept(s->sampler, token, err);
+}
+
+/* After the forward: bookkeeping, sampling and reports for each sequence in the batch. sampled
+ * [n] holds the device's tokens, or is NULL: sample here from e->logits. */
+static void finish_step(twin_engine *e, int n, const int32_t *sampled) {
   int64_t now = twin_time_mono_us();
   for (int i = 0; i < n; i++) {
     seq *s = e->b_seqs[i];
@@ -464,7 +540,10 @@ static void finish_step(twin_engine *e, int n) {
 
     twin_sample_result r;
     twin_err err;
-    if (twin_sampler_sample(s->sampler, e->scratch, e->logits + (size_t)i * e->vocab, &r, &err) != 0) {
+    int rc = sampled ? accept_device_token(s, sampled[i], &r, &err)
+                     : twin_sampler_sample(s->sampler, e->scratch, e->logits + (size_t)i * e->vocab,
+                                           &r, &err);
+    if (rc != 0) {
       list_remove(&e->running, s);
       seq_finish(e, s, TWIN_FINISH_ERROR, err.msg);
       continue;
@@ -567,14 +646,17 @@ static void *engine_main(void *arg) {
           .all_logits = 0,
       };
       twin_err err;
-      if (twin_backend_forward(e->backend, &b, e->logits, &err) != 0) {
+      int on_device = plan_device_sampling(e, n);
+      int rc = on_device ? twin_backend_forward_sample(e->backend, &b, e->b_sampling, e->b_sampled, &err)
+                         : twin_backend_forward(e->backend, &b, e->logits, &err);
+      if (rc != 0) {
         LOG_ERROR("forward failed: %s", err.msg);
         for (int i = 0; i < n; i++) {
           list_remove(&e->running, e->b_seqs[i]);
           seq_finish(e, e->b_seqs[i], TWIN_FINISH_ERROR, err.msg);
         }
       } else {
-        finish_step(e, n);
+        finish_step(e, n, on_device ? e->b_sampled : NULL);
       }
       e->steps++;
     }
@@ -650,10 +732,15 @@ int twin_engine_create(twin_backend *backend, const twin_tokenizer *tok, const i
   e->b_seqs = malloc(nb * sizeof(seq *));
   e->b_chunk = malloc(nb * sizeof(int));
   e->logits = malloc(nb * (size_t)e->vocab * sizeof(float));
+  e->b_sampling = malloc(nb * sizeof *e->b_sampling);
+  e->b_sampled = malloc(nb * sizeof *e->b_sampled);
+  const char *device_env = getenv("TWIN_DEVICE_SAMPLING");
+  e->device_sampling = twin_backend_can_sample(backend) && !(device_env && strcmp(device_env, "0") == 0);
   twin_buf_init(&e->text);
   int rc = twin_sampler_scratch_create(e->vocab, &e->scratch, err);
   if (rc == 0 && (!e->pool || !e->b_tokens || !e->b_positions || !e->b_seq_start || !e->b_seq_len ||
-                  !e->b_tables || !e->b_seqs || !e->b_chunk || !e->logits))
+                  !e->b_tables || !e->b_seqs || !e->b_chunk || !e->logits || !e->b_sampling ||
+                  !e->b_sampled))
     rc = twin_err_set(err, TWIN_ENOMEM, "engine: out of memory for batch buffers");
   if (rc) {
     e->stopping = 1;
@@ -694,6 +781,8 @@ void twin_engine_destroy(twin_engine *e) {
   free(e->b_seqs);
   free(e->b_chunk);
   free(e->logits);
+  free(e->b_sampling);
+  free(e->b_sampled);
   free(e->cancels);
   twin_buf_free(&e->text);
   free(e);

@@ -5,6 +5,10 @@
 # host files, the plain C references, every tests/gpu/test_*.cu (checks) and bench_*.cu (speed),
 # for sm_90, warnings as errors, in parallel; an object is rebuilt when its source or any header
 # is newer.
+# The programs that also need the model layer and the engine (engine-check, forward-dump,
+# engine-bench, llm-svc) link the project's apt libraries (cJSON, PCRE2, utf8proc, curl,
+# OpenBLAS, gRPC ...), absent on a bare GPU machine: they come from the CMake build
+# (-DTWIN_CUDA=ON) and travel prebuilt, packed with their libraries by tests/gpu/pack.sh.
 # Usage: tests/gpu/build.sh [build dir]   (default: build-gpu at the repository root)
 # Environment: NVCC (default: nvcc on PATH, else /usr/local/cuda/bin/nvcc), CC (default cc),
 # JOBS (default: the number of cores).

@@ -7,8 +7,9 @@
  * reference's logits of the same positions (relative L2 over all rows, 2e-2: bf16 weights and
  * activations). Three models: llama (tied embeddings, llama3 rope scaling, hd 64, GQA 2),
  * qwen2 (q/k/v biases, hd 128, GQA 4, untied), mistral (sliding window 48). Also: the
- * device-sampling step (greedy ids equal the argmax of the same step's logits; top-k 3 ids lie
- * in the top 3) and bad batches refused with TWIN_EINVAL. Every model runs twice: with the
+ * device-sampling step (greedy ids equal the argmax of the same step's logits, through
+ * twin_backend_cuda_forward_sample and through ops->forward_sample, the engine's entry; top-k 3
+ * ids lie in the top 3; a NaN temperature is refused) and bad batches refused with TWIN_EINVAL. Every model runs twice: with the
  * pure-decode steps as CUDA graphs (captured on a bucket's second step, replayed after) and
  * without (TWIN_CUDA_GRAPHS=0). */
 #include <string.h>
@@ -245,7 +246,7 @@ static void run_model(harness &h, rng &r, const char *model_label, const twin_mo
   twin_batch bt;
   std::vector<int32_t> tokens, pos, start, len, tables;
   std::vector<int> members;
-  int steps = 0, sampled_ok = 1, topk_ok = 1, forward_ok = 1;
+  int steps = 0, sampled_ok = 1, topk_ok = 1, forward_ok = 1, op_ok = 1;
   for (int step = 0; e.build(step, bt, tokens, pos, start, len, tables, members, step % 3 == 0); step++) {
     const int n_out = bt.all_logits ? bt.n_tokens : bt.n_seqs;
     std::vector<float> logits((size_t)n_out * cfg.vocab_size, NAN);
@@ -265,6 +266,12 @@ static void run_model(harness &h, rng &r, const char *model_label, const twin_mo
       rc = twin_backend_cuda_forward_sample(b, &bt, &sp, ids.data(), &err);
       for (int j = 0; j < S && !rc; j++)
         sampled_ok &= ids[j] == ref_argmax(logits.data() + (size_t)j * cfg.vocab_size, cfg.vocab_size);
+      /* the engine's entry (ops->forward_sample, per-sequence structs), greedy */
+      std::vector<twin_backend_sampling> per_seq(S);
+      for (int j = 0; j < S; j++) per_seq[j] = twin_backend_sampling{0.0f, 0, 1.0f, 0.0f, 7, (uint64_t)step};
+      std::vector<int32_t> op_ids(S, -1);
+      if (!rc) rc = twin_backend_forward_sample(b, &bt, per_seq.data(), op_ids.data(), &err);
+      for (int j = 0; j < S && !rc; j++) op_ok &= op_ids[j] == ids[j];
       std::fill(t.begin(), t.end(), 1.0f);
       std::fill(k.begin(), k.end(), 3);
       if (!rc) rc = twin_backend_cuda_forward_sample(b, &bt, &sp, ids.data(), &err);
@@ -286,6 +293,8 @@ static void run_model(harness &h, rng &r, const char *model_label, const twin_mo
   h.report(what.c_str(), forward_ok ? rel_l2(e.got, e.want) : INFINITY, 2e-2);
   what = std::string(label) + ": device greedy == argmax of logits";
   h.check(what.c_str(), sampled_ok, "forward_sample with temperature 0 disagreed with forward");
+  what = std::string(label) + ": ops->forward_sample greedy == the same";
+  h.check(what.c_str(), op_ok && sampled_ok, "ops->forward_sample at temperature 0 disagreed");
   what = std::string(label) + ": device top-k 3 within the top 3";
   h.check(what.c_str(), topk_ok, "forward_sample with top_k 3 returned a token outside the top 3");
 
@@ -309,6 +318,12 @@ static void run_model(harness &h, rng &r, const char *model_label, const twin_mo
   rc = twin_backend_forward(b, &bad, out.data(), &err);
   what = std::string(label) + ": block outside the pool refused";
   h.check(what.c_str(), rc == TWIN_EINVAL && strstr(err.msg, "block"), err.msg);
+  tb[0] = 0; /* a good batch, a bad sampling parameter */
+  twin_backend_sampling nan_t{NAN, 0, 1.0f, 0.0f, 1, 0};
+  int32_t nan_id = -1;
+  rc = twin_backend_forward_sample(b, &bad, &nan_t, &nan_id, &err);
+  what = std::string(label) + ": forward_sample refuses a NaN temperature";
+  h.check(what.c_str(), rc == TWIN_EINVAL && strstr(err.msg, "temperature") && nan_id == -1, err.msg);
   twin_backend_destroy(b);
 }
 

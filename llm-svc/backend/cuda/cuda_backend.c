@@ -7,7 +7,9 @@
  * stream; the forward ends with one synchronisation. Pure-decode steps (one token per sequence)
  * run as CUDA graphs, one per batch-size bucket (powers of two), captured on first use: their
  * rows are padded to the bucket with empty sequences, and everything that varies between steps
- * (tokens, positions, slots, block tables, the decode split size) is read from device memory. */
+ * (tokens, positions, slots, block tables, the decode split size) is read from device memory.
+ * ops->forward_sample runs the same step and samples each sequence's next token on the device
+ * (sampling.cu), so only the ids come back. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,9 +32,13 @@
 
 static void cuda_destroy(twin_backend *base);
 static int cuda_forward(twin_backend *base, const twin_batch *batch, float *logits, twin_err *err);
+static int cuda_forward_sample(twin_backend *base, const twin_batch *batch,
+                               const twin_backend_sampling *sampling, int32_t *tokens_out,
+                               twin_err *err);
 
 static const twin_backend_ops cuda_ops = {
     .forward = cuda_forward,
+    .forward_sample = cuda_forward_sample,
     .destroy = cuda_destroy,
 };
 
@@ -756,6 +762,92 @@ static int cuda_forward(twin_backend *base, const twin_batch *batch, float *logi
   return 0;
 }
 
+/* The pinned sampling parameters of n_last rows, laid out as sampling_bytes() says: the
+ * arrays a step's rows read (sp_f32 / sp_u64 give their device twins). */
+typedef struct sampling_rows {
+  float *temperature, *top_p, *min_p;
+  int32_t *top_k;
+  uint64_t *seed, *offset;
+} sampling_rows;
+
+static sampling_rows sampling_host_rows(const cuda_backend *b, int n_last) {
+  char *hp = b->sampling_host;
+  const size_t N = (size_t)n_last;
+  sampling_rows r = {
+      .temperature = (float *)hp,
+      .top_p = (float *)(hp + 8 * N),
+      .min_p = (float *)(hp + 12 * N),
+      .top_k = (int32_t *)(hp + 4 * N),
+      .seed = (uint64_t *)(hp + 16 * N),
+  };
+  r.offset = r.seed + N;
+  return r;
+}
+
+/* Padding rows (a graph bucket's rows past n_seqs) sample greedily. */
+static void sampling_pad(sampling_rows *r, int from, int to) {
+  for (int i = from; i < to; i++) {
+    r->temperature[i] = 0.0f;
+    r->top_k[i] = 0;
+    r->top_p[i] = 1.0f;
+    r->min_p[i] = 0.0f;
+    r->seed[i] = 0;
+    r->offset[i] = 0;
+  }
+}
+
+/* Runs a prepared step whose sampling parameters are in sampling_host, and copies the n_seqs
+ * sampled ids to ids. */
+static int run_sample_step(cuda_backend *b, const cuda_step *st, int32_t *ids, twin_err *err) {
+  CUDA_CHECK(err, cudaMemcpyAsync(b->sampling_dev, b->sampling_host, sampling_bytes(st->n_last),
+                                  cudaMemcpyHostToDevice, b->stream));
+  int rc = st->graph >= 0 ? launch_graph(b, st, HEAD_SAMPLE, err)
+                          : enqueue_to_head(b, st, HEAD_SAMPLE, err);
+  if (rc) return rc;
+  CUDA_CHECK(err, cudaMemcpyAsync(ids, b->ids_dev, (size_t)st->n_seqs * sizeof *ids,
+                                  cudaMemcpyDefault, b->stream));
+  CUDA_CHECK(err, cudaStreamSynchronize(b->stream));
+  return 0;
+}
+
+/* twin_backend_ops.forward_sample: the engine's per-sequence parameters. */
+static int cuda_forward_sample(twin_backend *base, const twin_batch *batch,
+                               const twin_backend_sampling *sampling, int32_t *tokens_out,
+                               twin_err *err) {
+  cuda_backend *b = (cuda_backend *)base;
+  if (!sampling || !tokens_out)
+    return twin_err_set(err, TWIN_EINVAL, "forward_sample: sampling or tokens_out is NULL");
+  if (!batch)
+    return twin_err_set(err, TWIN_EINVAL, "batch: a required array is NULL");
+  for (int i = 0; i < batch->n_seqs && i < b->base.max_seqs; i++) {
+    const twin_backend_sampling *p = &sampling[i];
+    /* written as !(ok) so that NaN fails */
+    if (!(p->temperature >= 0.0f) || isinf(p->temperature))
+      return twin_err_set(err, TWIN_EINVAL, "forward_sample: sequence %d: temperature %g is not "
+                          "a finite number >= 0", i, (double)p->temperature);
+    if (!(p->top_p > 0.0f && p->top_p <= 1.0f))
+      return twin_err_set(err, TWIN_EINVAL, "forward_sample: sequence %d: top_p %g is outside "
+                          "(0, 1]", i, (double)p->top_p);
+    if (!(p->min_p >= 0.0f && p->min_p <= 1.0f))
+      return twin_err_set(err, TWIN_EINVAL, "forward_sample: sequence %d: min_p %g is outside "
+                          "[0, 1]", i, (double)p->min_p);
+  }
+  cuda_step st;
+  int rc = prepare_step(b, batch, &st, err);
+  if (rc) return rc;
+  sampling_rows r = sampling_host_rows(b, st.n_last);
+  for (int i = 0; i < st.n_seqs; i++) {
+    r.temperature[i] = sampling[i].temperature;
+    r.top_k[i] = sampling[i].top_k;
+    r.top_p[i] = sampling[i].top_p;
+    r.min_p[i] = sampling[i].min_p;
+    r.seed[i] = sampling[i].seed;
+    r.offset[i] = sampling[i].offset;
+  }
+  sampling_pad(&r, st.n_seqs, st.n_last);
+  return run_sample_step(b, &st, tokens_out, err);
+}
+
 int twin_backend_cuda_forward_sample(twin_backend *base, const twin_batch *batch,
                                      const twin_cuda_sampling *sp, int32_t *ids, twin_err *err) {
   if (!base || base->ops != &cuda_ops)
@@ -767,31 +859,16 @@ int twin_backend_cuda_forward_sample(twin_backend *base, const twin_batch *batch
   cuda_step st;
   int rc = prepare_step(b, batch, &st, err);
   if (rc) return rc;
-
-  /* parameters of the n_last rows (padding rows greedy), one copy, as sampling_bytes() says */
-  const int S = st.n_seqs, N = st.n_last;
-  char *hp = b->sampling_host;
-  float *t = (float *)hp, *top_p = (float *)(hp + 8 * (size_t)N), *min_p = (float *)(hp + 12 * (size_t)N);
-  int32_t *top_k = (int32_t *)(hp + 4 * (size_t)N);
-  uint64_t *seed = (uint64_t *)(hp + 16 * (size_t)N), *offset = seed + N;
-  for (int i = 0; i < N; i++) {
-    const int real = i < S;
-    t[i] = real ? sp->temperature[i] : 0.0f;
-    top_k[i] = real ? sp->top_k[i] : 0;
-    top_p[i] = real ? sp->top_p[i] : 1.0f;
-    min_p[i] = real ? sp->min_p[i] : 0.0f;
-    seed[i] = real ? sp->seed[i] : 0;
-    offset[i] = real ? sp->offset[i] : 0;
-  }
-  CUDA_CHECK(err, cudaMemcpyAsync(b->sampling_dev, hp, sampling_bytes(N), cudaMemcpyHostToDevice,
-                                  b->stream));
-  rc = st.graph >= 0 ? launch_graph(b, &st, HEAD_SAMPLE, err)
-                     : enqueue_to_head(b, &st, HEAD_SAMPLE, err);
-  if (rc) return rc;
-  CUDA_CHECK(err, cudaMemcpyAsync(ids, b->ids_dev, (size_t)S * sizeof *ids, cudaMemcpyDefault,
-                                  b->stream));
-  CUDA_CHECK(err, cudaStreamSynchronize(b->stream));
-  return 0;
+  sampling_rows r = sampling_host_rows(b, st.n_last);
+  const size_t S = (size_t)st.n_seqs;
+  memcpy(r.temperature, sp->temperature, S * sizeof *r.temperature);
+  memcpy(r.top_k, sp->top_k, S * sizeof *r.top_k);
+  memcpy(r.top_p, sp->top_p, S * sizeof *r.top_p);
+  memcpy(r.min_p, sp->min_p, S * sizeof *r.min_p);
+  memcpy(r.seed, sp->seed, S * sizeof *r.seed);
+  memcpy(r.offset, sp->offset, S * sizeof *r.offset);
+  sampling_pad(&r, st.n_seqs, st.n_last);
+  return run_sample_step(b, &st, ids, err);
 }
 
 /* ---- create / destroy ---------------------------------------------------------------------- */

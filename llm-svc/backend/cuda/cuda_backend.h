@@ -41,7 +41,8 @@ typedef struct twin_cuda_sampling {
 } twin_cuda_sampling;
 
 /* One forward step like ops->forward with all_logits = 0, then one token per sequence sampled on
- * the device (logits never leave it): ids[n_seqs]. b must be a CUDA backend. */
+ * the device (logits never leave it): ids[n_seqs]. b must be a CUDA backend. The harnesses' form
+ * (parameter arrays); the engine calls the same step through ops->forward_sample (backend.h). */
 int twin_backend_cuda_forward_sample(twin_backend *b, const twin_batch *batch,
                                      const twin_cuda_sampling *sampling, int32_t *ids,
                                      twin_err *err);
