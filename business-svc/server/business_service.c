@@ -407,12 +407,25 @@ static void count_request(twin_business_service *s, const char *method, twin_rpc
   if (s->m_requests) twin_counter_inc(twin_metric_with(s->m_requests, method, twin_rpc_code_name(code)));
 }
 
+/* 0 when the service can answer; else the call is failed with UNAVAILABLE. */
+static int require_ready(twin_business_service *s, twin_rpc_call *call) {
+  if (atomic_load(&s->ready)) return 0;
+  twin_rpc_call_fail(call, TWIN_RPC_UNAVAILABLE, "business-svc is starting (loading the index)");
+  return -1;
+}
+
+/* The checks Ask and Search share: a non-empty query within the size limit, valid UTF-8. */
+static int check_query(const twin_business_service *s, const char *query, twin_err *err) {
+  size_t qlen = strlen(query);
+  if (qlen == 0) return twin_err_set(err, TWIN_EINVAL, "query: empty");
+  if ((int)qlen > s->cfg.max_query_bytes)
+    return twin_err_set(err, TWIN_EINVAL, "query: %zu bytes, the limit is %d", qlen, s->cfg.max_query_bytes);
+  return check_utf8("query", query, err);
+}
+
 static void handle_ask(twin_rpc_call *call, const uint8_t *req, size_t len, void *user) {
   twin_business_service *s = user;
-  if (!atomic_load(&s->ready)) {
-    twin_rpc_call_fail(call, TWIN_RPC_UNAVAILABLE, "business-svc is starting (loading the index)");
-    return;
-  }
+  if (require_ready(s, call)) return;
   Twin__Business__V1__AskRequest *r = twin__business__v1__ask_request__unpack(NULL, len, req);
   if (!r) {
     twin_rpc_call_fail(call, TWIN_RPC_INVALID_ARGUMENT, "malformed AskRequest");
@@ -422,12 +435,7 @@ static void handle_ask(twin_rpc_call *call, const uint8_t *req, size_t len, void
   int64_t wall0 = twin_time_wall_ms();
   int64_t deadline = twin_rpc_call_deadline_left_ms(call);
   twin_err err = {0};
-  int rc = 0;
-  size_t qlen = strlen(r->query);
-  if (qlen == 0) rc = twin_err_set(&err, TWIN_EINVAL, "query: empty");
-  else if ((int)qlen > s->cfg.max_query_bytes)
-    rc = twin_err_set(&err, TWIN_EINVAL, "query: %zu bytes, the limit is %d", qlen, s->cfg.max_query_bytes);
-  if (!rc) rc = check_utf8("query", r->query, &err);
+  int rc = check_query(s, r->query, &err);
   if (!rc && strlen(r->session_id) > 128) rc = twin_err_set(&err, TWIN_EINVAL, "session_id: longer than 128 bytes");
   if (!rc) rc = check_utf8("session_id", r->session_id, &err);
   const twin_prompt_template *tmpl = NULL;
@@ -640,22 +648,14 @@ finish:;
 
 static void handle_search(twin_rpc_call *call, const uint8_t *req, size_t len, void *user) {
   twin_business_service *s = user;
-  if (!atomic_load(&s->ready)) {
-    twin_rpc_call_fail(call, TWIN_RPC_UNAVAILABLE, "business-svc is starting (loading the index)");
-    return;
-  }
+  if (require_ready(s, call)) return;
   Twin__Business__V1__SearchRequest *r = twin__business__v1__search_request__unpack(NULL, len, req);
   if (!r) {
     twin_rpc_call_fail(call, TWIN_RPC_INVALID_ARGUMENT, "malformed SearchRequest");
     return;
   }
   twin_err err = {0};
-  int rc = 0;
-  size_t qlen = strlen(r->query);
-  if (qlen == 0) rc = twin_err_set(&err, TWIN_EINVAL, "query: empty");
-  else if ((int)qlen > s->cfg.max_query_bytes)
-    rc = twin_err_set(&err, TWIN_EINVAL, "query: %zu bytes, the limit is %d", qlen, s->cfg.max_query_bytes);
-  if (!rc) rc = check_utf8("query", r->query, &err);
+  int rc = check_query(s, r->query, &err);
   twin_retrieval_request rq;
   read_retrieval(r->retrieval, r->query, &rq);
   int64_t d = twin_rpc_call_deadline_left_ms(call);
