@@ -1,5 +1,5 @@
-/* llm-svc/model/config.c — reads a Hugging Face config.json (llama, mistral, qwen2) and
- * generation_config.json into a twin_model_config. Each field is checked for type and range,
+/* llm-svc/model/config.c — reads a Hugging Face config.json (llama, mistral, qwen2,
+ * gemma3_text) and generation_config.json into a twin_model_config. Each field is checked for type and range,
  * and anything that would change the math in a way we do not implement (another activation,
  * o_proj or MLP biases, a rope scaling other than llama3, qwen2's sliding window) is refused by
  * name rather than run wrongly. Field defaults follow the transformers config classes. */
@@ -133,6 +133,7 @@ static const struct {
     {"llama", "LlamaForCausalLM", TWIN_ARCH_LLAMA},
     {"mistral", "MistralForCausalLM", TWIN_ARCH_MISTRAL},
     {"qwen2", "Qwen2ForCausalLM", TWIN_ARCH_QWEN2},
+    {"gemma3_text", "Gemma3ForCausalLM", TWIN_ARCH_GEMMA3},
 };
 #define N_KNOWN_ARCHS (sizeof known_archs / sizeof known_archs[0])
 
@@ -151,18 +152,19 @@ static int resolve_arch(twin_model_config *cfg, const cJSON *root, const char *p
     int arch_ok = arch_name && strcmp(arch_name, known_archs[i].architecture) == 0;
     if ((type_ok && (!arch_name || arch_ok)) || (!type && arch_ok)) {
       cfg->arch = known_archs[i].arch;
-      snprintf(cfg->arch_name, sizeof cfg->arch_name, "%s", known_archs[i].model_type);
+      snprintf(cfg->arch_name, sizeof cfg->arch_name, "%s",
+               cfg->arch == TWIN_ARCH_GEMMA3 ? "gemma3" : known_archs[i].model_type);
       return 0;
     }
   }
   return twin_err_set(err, TWIN_EUNSUPPORTED,
                       "%s: model_type '%.40s' (architecture '%.60s') is not supported; this build "
-                      "runs llama (LlamaForCausalLM), mistral (MistralForCausalLM) and qwen2 "
-                      "(Qwen2ForCausalLM)",
+                      "runs llama (LlamaForCausalLM), mistral (MistralForCausalLM), qwen2 "
+                      "(Qwen2ForCausalLM) and gemma3_text (Gemma3ForCausalLM)",
                       path, type ? type : "(none)", arch_name ? arch_name : "(none)");
 }
 
-/* rope_scaling (or, in newer configs, rope_parameters): none/default, or llama3. */
+/* rope_scaling (or, in newer configs, rope_parameters): none/default, linear or llama3. */
 static int read_rope(twin_model_config *cfg, const cJSON *root, const char *path,
                      twin_err *err) {
   const cJSON *params = cJSON_GetObjectItemCaseSensitive(root, "rope_parameters");
@@ -184,11 +186,17 @@ static int read_rope(twin_model_config *cfg, const cJSON *root, const char *path
   if (!cJSON_IsString(type))
     return twin_err_set(err, TWIN_EFORMAT, "%s: rope_scaling 'rope_type' must be a string", path);
   if (strcmp(type->valuestring, "default") == 0) return 0;
+  double factor, low, high;
+  /* linear: Gemma 3's global layers (the other families' backends do not implement it) */
+  if (strcmp(type->valuestring, "linear") == 0 && cfg->arch == TWIN_ARCH_GEMMA3) {
+    if ((rc = json_positive(scaling, "factor", 1.0, &factor, path, err))) return rc;
+    cfg->rope_linear_factor = factor == 1.0 ? 0.0f : (float)factor;
+    return 0;
+  }
   if (strcmp(type->valuestring, "llama3") != 0)
     return twin_err_set(err, TWIN_EUNSUPPORTED,
-                        "%s: rope_scaling type '%.40s' is not supported (only llama3)", path,
-                        type->valuestring);
-  double factor, low, high;
+                        "%s: rope_scaling type '%.40s' is not supported (llama3 is; linear for "
+                        "gemma3)", path, type->valuestring);
   if ((rc = json_positive(scaling, "factor", 8.0, &factor, path, err)) ||
       (rc = json_positive(scaling, "low_freq_factor", 1.0, &low, path, err)) ||
       (rc = json_positive(scaling, "high_freq_factor", 4.0, &high, path, err)) ||
@@ -208,11 +216,27 @@ static int read_rope(twin_model_config *cfg, const cJSON *root, const char *path
 /* Things that would change the math and that we do not implement. */
 static int refuse_unsupported(const twin_model_config *cfg, const cJSON *root, const char *path,
                               twin_err *err) {
-  const cJSON *act = cJSON_GetObjectItemCaseSensitive(root, "hidden_act");
-  if (act && !cJSON_IsNull(act) && (!cJSON_IsString(act) || strcmp(act->valuestring, "silu")))
-    return twin_err_set(err, TWIN_EUNSUPPORTED, "%s: hidden_act '%.40s' is not supported (silu)",
-                        path, cJSON_IsString(act) ? act->valuestring : "?");
+  /* gemma3 names its activation hidden_activation (hidden_act may be there too) */
+  const char *act_keys[2] = {"hidden_act", "hidden_activation"};
+  const char *want_act = cfg->arch == TWIN_ARCH_GEMMA3 ? "gelu_pytorch_tanh" : "silu";
+  for (int i = 0; i < 2; i++) {
+    const cJSON *act = cJSON_GetObjectItemCaseSensitive(root, act_keys[i]);
+    if (act && !cJSON_IsNull(act) && (!cJSON_IsString(act) || strcmp(act->valuestring, want_act)))
+      return twin_err_set(err, TWIN_EUNSUPPORTED, "%s: %s '%.40s' is not supported for %s (%s)",
+                          path, act_keys[i], cJSON_IsString(act) ? act->valuestring : "?",
+                          cfg->arch_name, want_act);
+  }
   int flag, rc;
+  if (cfg->arch == TWIN_ARCH_GEMMA3) {
+    if ((rc = json_bool(root, "attention_bias", 0, &flag, path, err))) return rc;
+    if (flag)
+      return twin_err_set(err, TWIN_EUNSUPPORTED,
+                          "%s: gemma3 with attention_bias=true is not supported", path);
+    if ((rc = json_bool(root, "use_bidirectional_attention", 0, &flag, path, err))) return rc;
+    if (flag)
+      return twin_err_set(err, TWIN_EUNSUPPORTED, "%s: gemma3 with bidirectional attention (an "
+                          "embedding model) is not supported", path);
+  }
   if (cfg->arch == TWIN_ARCH_LLAMA) {
     if ((rc = json_bool(root, "attention_bias", 0, &flag, path, err))) return rc;
     if (flag)
@@ -242,14 +266,105 @@ static twin_dtype read_dtype(const cJSON *root) {
   return TWIN_DT_F32;
 }
 
+/* A number field that may be absent or null (0 then); else positive. */
+static int json_optional_positive(const cJSON *obj, const char *key, float *out, const char *path,
+                                  twin_err *err) {
+  double v;
+  int rc = json_positive(obj, key, 0.0, &v, path, err);
+  if (rc == 0) *out = (float)v;
+  return rc;
+}
+
+/* Gemma 3: which layers slide, from layer_types (newer configs) or sliding_window_pattern. Only
+ * "every Nth layer is global" is supported, as every Gemma 3 config has. */
+static int read_gemma3_layers(twin_model_config *cfg, const cJSON *root, const char *path,
+                              twin_err *err) {
+  int rc;
+  if ((rc = json_int(root, "sliding_window", 0, 4096, 1, INT_MAX, &cfg->sliding_window, path,
+                     err)) ||
+      (rc = json_int(root, "sliding_window_pattern", 0, 6, 1, 1024, &cfg->sliding_window_pattern,
+                     path, err)))
+    return rc;
+  const cJSON *types = cJSON_GetObjectItemCaseSensitive(root, "layer_types");
+  if (!types || cJSON_IsNull(types)) return 0;
+  if (!cJSON_IsArray(types) || cJSON_GetArraySize(types) != cfg->n_layers)
+    return twin_err_set(err, TWIN_EFORMAT, "%s: 'layer_types' must be a list of %d strings", path,
+                        cfg->n_layers);
+  int pattern = 0;
+  for (int l = 0; l < cfg->n_layers; l++) {
+    const cJSON *t = cJSON_GetArrayItem(types, l);
+    int full = cJSON_IsString(t) && strcmp(t->valuestring, "full_attention") == 0;
+    if (!full && !(cJSON_IsString(t) && strcmp(t->valuestring, "sliding_attention") == 0))
+      return twin_err_set(err, TWIN_EFORMAT, "%s: layer_types[%d] must be \"sliding_attention\" "
+                          "or \"full_attention\"", path, l);
+    if (full && pattern == 0) pattern = l + 1;
+  }
+  for (int l = 0; l < cfg->n_layers && pattern; l++) {
+    const cJSON *t = cJSON_GetArrayItem(types, l);
+    int full = strcmp(t->valuestring, "full_attention") == 0;
+    if (full != ((l + 1) % pattern == 0))
+      return twin_err_set(err, TWIN_EUNSUPPORTED, "%s: layer_types: layer %d breaks the pattern "
+                          "of a global layer every %d (the only layout supported)", path, l,
+                          pattern);
+  }
+  /* all sliding: a pattern longer than the model */
+  cfg->sliding_window_pattern = pattern ? pattern : cfg->n_layers + 1;
+  return 0;
+}
+
+static int read_gemma3(twin_model_config *cfg, const cJSON *root, const char *path,
+                       twin_err *err) {
+  int rc;
+  double local_theta, qpas;
+  if ((rc = read_gemma3_layers(cfg, root, path, err)) ||
+      (rc = json_positive(root, "rope_local_base_freq", 10000.0, &local_theta, path, err)) ||
+      (rc = json_positive(root, "query_pre_attn_scalar", 256.0, &qpas, path, err)) ||
+      (rc = json_optional_positive(root, "final_logit_softcapping", &cfg->final_logit_softcap,
+                                   path, err)) ||
+      (rc = json_optional_positive(root, "attn_logit_softcapping", &cfg->attn_logit_softcap, path,
+                                   err)))
+    return rc;
+  cfg->rope_local_theta = (float)local_theta;
+  /* newer configs: rope_parameters {"full_attention": {...}, "sliding_attention": {...}} */
+  const cJSON *params = cJSON_GetObjectItemCaseSensitive(root, "rope_parameters");
+  const cJSON *full = cJSON_IsObject(params) ? cJSON_GetObjectItemCaseSensitive(params, "full_attention") : NULL;
+  const cJSON *sliding = cJSON_IsObject(params) ? cJSON_GetObjectItemCaseSensitive(params, "sliding_attention") : NULL;
+  if (cJSON_IsObject(sliding)) {
+    if ((rc = json_positive(sliding, "rope_theta", local_theta, &local_theta, path, err))) return rc;
+    cfg->rope_local_theta = (float)local_theta;
+  }
+  if (cJSON_IsObject(full)) {
+    double theta;
+    if ((rc = json_positive(full, "rope_theta", cfg->rope_theta, &theta, path, err))) return rc;
+    cfg->rope_theta = (float)theta;
+    cJSON *wrapper = cJSON_CreateObject();
+    if (!wrapper) return twin_err_set(err, TWIN_ENOMEM, "%s: out of memory", path);
+    cJSON_AddItemReferenceToObject(wrapper, "rope_scaling", (cJSON *)full);
+    cJSON_AddNumberToObject(wrapper, "rope_theta", theta);
+    rc = read_rope(cfg, wrapper, path, err);
+    cJSON_Delete(wrapper);
+    if (rc) return rc;
+    if (cfg->rope_llama3)
+      return twin_err_set(err, TWIN_EUNSUPPORTED, "%s: gemma3 with llama3 rope scaling is not "
+                          "supported", path);
+  }
+  cfg->query_pre_attn_scalar = (float)qpas;
+  cfg->embed_scale = sqrtf((float)cfg->dim);
+  cfg->mlp_act = TWIN_MLP_GELU_TANH;
+  cfg->norm_weight_offset = 1.0f;
+  return 0;
+}
+
 /* ---- config.json --------------------------------------------------------------------------- */
 
 static int parse_config(twin_model_config *cfg, const cJSON *root, const char *path,
                         twin_err *err) {
   int rc;
   if ((rc = resolve_arch(cfg, root, path, err))) return rc;
+  const int gemma3 = cfg->arch == TWIN_ARCH_GEMMA3;
   int default_max_pos = cfg->arch == TWIN_ARCH_LLAMA ? 2048
-                        : cfg->arch == TWIN_ARCH_MISTRAL ? 4096 * 32 : 32768;
+                        : cfg->arch == TWIN_ARCH_MISTRAL ? 4096 * 32
+                        : gemma3 ? 131072 : 32768;
   if ((rc = json_int(root, "vocab_size", 1, 0, 1, 1 << 24, &cfg->vocab_size, path, err)) ||
       (rc = json_int(root, "hidden_size", 1, 0, 1, 1 << 16, &cfg->dim, path, err)) ||
       (rc = json_int(root, "intermediate_size", 1, 0, 1, 1 << 20, &cfg->hidden_dim, path, err)) ||
@@ -257,7 +372,8 @@ static int parse_config(twin_model_config *cfg, const cJSON *root, const char *p
       (rc = json_int(root, "num_attention_heads", 1, 0, 1, 1024, &cfg->n_heads, path, err)) ||
       (rc = json_int(root, "num_key_value_heads", 0, cfg->n_heads, 1, 1024, &cfg->n_kv_heads,
                      path, err)) ||
-      (rc = json_int(root, "head_dim", 0, 0, 2, 1024, &cfg->head_dim, path, err)) ||
+      (rc = json_int(root, "head_dim", 0, gemma3 ? 256 : 0, 2, 1024, &cfg->head_dim, path,
+                     err)) ||
       (rc = json_int(root, "max_position_embeddings", 0, default_max_pos, 1, 1 << 24,
                      &cfg->max_seq_len, path, err)))
     return rc;
@@ -280,7 +396,9 @@ static int parse_config(twin_model_config *cfg, const cJSON *root, const char *p
   if ((rc = json_positive(root, "rms_norm_eps", 1e-6, &eps, path, err))) return rc;
   cfg->norm_eps = (float)eps;
   if ((rc = read_rope(cfg, root, path, err))) return rc;
-  if ((rc = json_bool(root, "tie_word_embeddings", 0, &cfg->tie_embeddings, path, err)))
+  if (gemma3 && json_absent(root, "rope_theta")) cfg->rope_theta = 1000000.0f;
+  if (gemma3 && (rc = read_gemma3(cfg, root, path, err))) return rc;
+  if ((rc = json_bool(root, "tie_word_embeddings", gemma3, &cfg->tie_embeddings, path, err)))
     return rc;
   if ((rc = refuse_unsupported(cfg, root, path, err))) return rc;
   cfg->attn_bias = cfg->arch == TWIN_ARCH_QWEN2;

@@ -1,5 +1,7 @@
-/* llm-svc/model/model.c — opening a model directory: config, safetensors weights, tokenizer,
- * chat template, and the merged end-of-sequence ids. */
+/* llm-svc/model/model.c — opening a model: a directory (config.json, safetensors weights,
+ * tokenizer.json, the chat template of tokenizer_config.json) or a .gguf file (config,
+ * tokenizer and chat template from its metadata, weights under Hugging Face names), and the
+ * merged end-of-sequence ids. */
 #include "llm-svc/model/model.h"
 
 #include <stdio.h>
@@ -9,6 +11,7 @@
 
 #include "common/log.h"
 #include "common/util.h"
+#include "llm-svc/model/gguf.h"
 #include "llm-svc/model/hub.h"
 
 static int file_exists(const char *dir, const char *name) {
@@ -55,6 +58,104 @@ static int load_chat_template(twin_model *m, const twin_model_open_opts *o, twin
   return 0;
 }
 
+/* A directory: config.json, safetensors, tokenizer.json, tokenizer_config.json. */
+static int open_dir(twin_model *m, const twin_model_open_opts *opts, twin_err *err) {
+  int rc = twin_config_load_hf(&m->cfg, m->path, err);
+  if (!rc) rc = twin_weights_open_safetensors_dir(&m->weights, m->path, err);
+  if (!rc) {
+    if (file_exists(m->path, "tokenizer.json")) {
+      rc = twin_tokenizer_load_dir(&m->tok, m->path, err);
+    } else if (opts && opts->require_tokenizer) {
+      rc = twin_err_set(err, TWIN_ENOTFOUND, "model: %s/tokenizer.json is missing", m->path);
+    }
+  }
+  if (!rc) rc = load_chat_template(m, opts, err);
+  return rc;
+}
+
+/* A ChatML template that writes a system turn of its own when the first message is not a
+ * system one ("{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\n
+ * You are ...<|im_end|>\n' }}", SmolLM2's): that text, or "" when there is none. The family
+ * renderer writes it as the chatml default system prompt. */
+static void chatml_default_system(const char *jinja, char *out, size_t cap) {
+  static const char open[] = "'<|im_start|>system\n", end[] = "<|im_end|>";
+  out[0] = 0;
+  if (!strstr(jinja, "!= 'system'") && !strstr(jinja, "!= \"system\"")) return;
+  const char *start = strstr(jinja, open);
+  if (!start) return;
+  start += strlen(open);
+  const char *stop = strstr(start, end);
+  if (!stop || (size_t)(stop - start) >= cap) return;
+  for (const char *p = start; p < stop; p++)
+    if (*p == '\'' || *p == '{' || *p == '}' || *p == '\\') return; /* not a plain literal */
+  memcpy(out, start, (size_t)(stop - start));
+  out[stop - start] = 0;
+}
+
+/* The chat template of a GGUF file: tokenizer.chat_template when it is one we know; files
+ * without one get their architecture's family when it has a single one (gemma3). */
+static int gguf_chat_template(twin_model *m, const twin_gguf *g, const twin_model_open_opts *o,
+                              twin_err *err) {
+  if (o && o->chat_template && *o->chat_template) {
+    int rc = twin_chat_template_by_name(o->chat_template, &m->chat, err);
+    if (rc == 0) m->has_chat_template = 1;
+    return rc;
+  }
+  char *text = NULL;
+  int rc = twin_gguf_get_string_dup(g, "tokenizer.chat_template", &text, err);
+  if (rc == TWIN_ENOTFOUND) {
+    twin_err_clear(err);
+    if (m->cfg.arch == TWIN_ARCH_GEMMA3 && twin_chat_template_by_name("gemma", &m->chat, NULL) == 0)
+      m->has_chat_template = 1;
+    else
+      LOG_WARN("%s: no tokenizer.chat_template; chat requests need --chat-template", m->path);
+    return 0;
+  }
+  if (rc) return rc;
+  twin_err terr;
+  if (twin_chat_template_detect(text, &m->chat, &terr) == 0) {
+    m->has_chat_template = 1;
+    if (m->chat.family == TWIN_CHAT_CHATML && !m->chat.default_system) {
+      chatml_default_system(text, m->default_system, sizeof m->default_system);
+      if (m->default_system[0]) m->chat.default_system = m->default_system;
+    }
+  } else
+    LOG_WARN("%s: tokenizer.chat_template not recognised (%s); chat requests need "
+             "--chat-template", m->path, terr.msg);
+  free(text);
+  return 0;
+}
+
+/* A .gguf file: everything from the one file. */
+static int open_gguf(twin_model *m, const twin_model_open_opts *opts, twin_err *err) {
+  twin_gguf *g = NULL;
+  int rc = twin_gguf_open(&g, m->path, err);
+  if (!rc) rc = twin_gguf_read_config(g, &m->cfg, err);
+  if (!rc) {
+    rc = twin_gguf_tokenizer_create(g, &m->tok, err);
+    if (rc == TWIN_ENOTFOUND && !(opts && opts->require_tokenizer)) {
+      twin_err_clear(err);
+      rc = 0;
+    }
+  }
+  if (!rc) rc = gguf_chat_template(m, g, opts, err);
+  if (rc) {
+    twin_gguf_close(g);
+    return rc;
+  }
+  return twin_gguf_to_weights(g, &m->weights, err); /* g now belongs to the weights */
+}
+
+static int is_gguf_file(const char *path) {
+  size_t n = strlen(path);
+  if (n >= 5 && strcmp(path + n - 5, ".gguf") == 0) return 1;
+  FILE *f = fopen(path, "rb");
+  char magic[4] = {0};
+  int yes = f && fread(magic, 1, 4, f) == 4 && memcmp(magic, "GGUF", 4) == 0;
+  if (f) fclose(f);
+  return yes;
+}
+
 int twin_model_open(const char *path, const twin_model_open_opts *opts, twin_model **out,
                     twin_err *err) {
   *out = NULL;
@@ -67,9 +168,11 @@ int twin_model_open(const char *path, const twin_model_open_opts *opts, twin_mod
   struct stat st;
   if (!path || stat(path, &st) != 0)
     return twin_err_set(err, TWIN_ENOTFOUND, "model: '%s' does not exist", path ? path : "");
-  if (!S_ISDIR(st.st_mode))
+  const int gguf = S_ISREG(st.st_mode) && is_gguf_file(path);
+  if (!S_ISDIR(st.st_mode) && !gguf)
     return twin_err_set(err, TWIN_EUNSUPPORTED,
-                        "model: '%s' is not a model directory (config.json + *.safetensors)", path);
+                        "model: '%s' is neither a model directory (config.json + *.safetensors) "
+                        "nor a GGUF file", path);
   twin_model *m = calloc(1, sizeof *m);
   if (!m) return twin_err_set(err, TWIN_ENOMEM, "model: out of memory");
   snprintf(m->path, sizeof m->path, "%s", path);
@@ -78,16 +181,14 @@ int twin_model_open(const char *path, const twin_model_open_opts *opts, twin_mod
   const char *base = strrchr(m->path, '/');
   snprintf(m->name, sizeof m->name, "%s", base ? base + 1 : m->path);
 
-  int rc = twin_config_load_hf(&m->cfg, m->path, err);
-  if (!rc) rc = twin_weights_open_safetensors_dir(&m->weights, m->path, err);
-  if (!rc) {
-    if (file_exists(m->path, "tokenizer.json")) {
-      rc = twin_tokenizer_load_dir(&m->tok, m->path, err);
-    } else if (opts && opts->require_tokenizer) {
-      rc = twin_err_set(err, TWIN_ENOTFOUND, "model: %s/tokenizer.json is missing", m->path);
-    }
+  int rc = gguf ? open_gguf(m, opts, err) : open_dir(m, opts, err);
+  if (rc == 0) {
+    /* every tensor the config calls for, with the right shape and a dtype we run: checked
+     * now, so a broken file fails at open and not when a backend is built */
+    twin_llama_tensors bound;
+    rc = twin_model_tensors_bind(&bound, m->weights, &m->cfg, err);
+    twin_llama_tensors_free(&bound);
   }
-  if (!rc) rc = load_chat_template(m, opts, err);
   if (rc) {
     twin_model_destroy(m);
     return rc;

@@ -36,6 +36,8 @@ struct twin_weights {
   int n_files, cap_files;
   twin_tensor *tensors;    /* [n_tensors], sorted by name once opening is done */
   size_t n_tensors, cap_tensors;
+  void *owner;             /* a view's (twin_weights_create_view) holder of the tensor data */
+  void (*owner_release)(void *owner);
 };
 
 /* ---- small helpers ------------------------------------------------------------------------- */
@@ -105,6 +107,7 @@ void twin_weights_destroy(twin_weights *w) {
   free(w->files);
   free(w->tensors);
   free(w->source);
+  if (w->owner_release) w->owner_release(w->owner);
   free(w);
 }
 
@@ -375,6 +378,31 @@ static int weights_finish(twin_weights *w, twin_err *err) {
                           a->name, a->file, (unsigned long long)a->file_offset, b->file,
                           (unsigned long long)b->file_offset);
   }
+  return 0;
+}
+
+/* A set over tensors another reader parsed (gguf_weights.c): copied, sorted, duplicates
+ * refused; owner is released with the set. */
+int twin_weights_create_view(twin_weights **out, const char *source, const twin_tensor *tensors,
+                             size_t n, void *owner, void (*owner_release)(void *owner),
+                             twin_err *err) {
+  *out = NULL;
+  twin_weights *w = NULL;
+  int rc = weights_new(&w, source, err);
+  for (size_t i = 0; rc == 0 && i < n; i++) {
+    twin_tensor *t = weights_add_tensor(w);
+    if (!t) rc = twin_err_set(err, TWIN_ENOMEM, "%s: out of memory", source);
+    else *t = tensors[i];
+  }
+  if (rc == 0) rc = weights_finish(w, err);
+  if (rc) {
+    if (owner_release) owner_release(owner);
+    twin_weights_destroy(w);
+    return rc;
+  }
+  w->owner = owner;
+  w->owner_release = owner_release;
+  *out = w;
   return 0;
 }
 

@@ -1,5 +1,5 @@
 /* llm-svc/model/tensor.c — dtype names and sizes, and conversion of stored weights (f32, f16,
- * bf16) to float32. The half-precision conversions are written out bit by bit (with IEEE
+ * bf16, and the block formats of quant.h through its reference dequantizer) to float32. The half-precision conversions are written out bit by bit (with IEEE
  * round-to-nearest-even) so they behave the same on every compiler and CPU; they run once per
  * weight at load, never per request. Data pointers may be unaligned (safetensors promises no
  * alignment), so elements are read with memcpy. */
@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "common/error.h"
+#include "llm-svc/model/quant.h"
 
 /* ---- dtypes -------------------------------------------------------------------------------- */
 
@@ -23,6 +24,8 @@ const char *twin_dtype_name(twin_dtype t) {
     case TWIN_DT_Q4_0: return "q4_0";
     case TWIN_DT_I32: return "i32";
     case TWIN_DT_I64: return "i64";
+    case TWIN_DT_Q4_1: return "q4_1";
+    case TWIN_DT_Q5_0: return "q5_0";
     default: return "?";
   }
 }
@@ -36,6 +39,38 @@ size_t twin_dtype_size(twin_dtype t) {
     case TWIN_DT_I64: return 8;
     default: return 0;
   }
+}
+
+int twin_dtype_block_elems(twin_dtype t) {
+  switch (t) {
+    case TWIN_DT_Q4_0: case TWIN_DT_Q4_1: case TWIN_DT_Q5_0: case TWIN_DT_Q8_0:
+      return TWIN_QK32;
+    case TWIN_DT_Q4_K: case TWIN_DT_Q5_K: case TWIN_DT_Q6_K:
+      return TWIN_QK_K;
+    default:
+      return twin_dtype_size(t) ? 1 : 0;
+  }
+}
+
+size_t twin_dtype_block_bytes(twin_dtype t) {
+  switch (t) {
+    case TWIN_DT_Q4_0: return sizeof(twin_block_q4_0);
+    case TWIN_DT_Q4_1: return sizeof(twin_block_q4_1);
+    case TWIN_DT_Q5_0: return sizeof(twin_block_q5_0);
+    case TWIN_DT_Q8_0: return sizeof(twin_block_q8_0);
+    case TWIN_DT_Q4_K: return sizeof(twin_block_q4_k);
+    case TWIN_DT_Q5_K: return sizeof(twin_block_q5_k);
+    case TWIN_DT_Q6_K: return sizeof(twin_block_q6_k);
+    default: return twin_dtype_size(t);
+  }
+}
+
+int twin_dtype_is_quantized(twin_dtype t) { return twin_dtype_block_elems(t) > 1; }
+
+size_t twin_dtype_bytes_for(twin_dtype t, int64_t n) {
+  int block = twin_dtype_block_elems(t);
+  if (block < 1 || n < 0 || n % block != 0) return 0;
+  return (size_t)(n / block) * twin_dtype_block_bytes(t);
 }
 
 int64_t twin_tensor_numel(const twin_tensor *t) {
@@ -145,6 +180,27 @@ int twin_tensor_to_f32(const twin_tensor *t, int64_t first, int64_t n, float *ou
       return 0;
     }
     default:
-      return TWIN_EUNSUPPORTED;
+      break;
   }
+  const int block = twin_dtype_block_elems(t->dtype);
+  if (block <= 1) return TWIN_EUNSUPPORTED;
+  /* block formats: whole blocks straight into out, a cut block through a scratch block */
+  const size_t block_bytes = twin_dtype_block_bytes(t->dtype);
+  float scratch[TWIN_QK_K];
+  int64_t i = first;
+  while (i < first + n) {
+    const int64_t block_index = i / block, offset = i % block;
+    const unsigned char *src = bytes + (size_t)block_index * block_bytes;
+    int64_t take = block - offset < first + n - i ? block - offset : first + n - i;
+    if (offset == 0 && take == block) {
+      int64_t whole = (first + n - i) / block;
+      twin_dequantize_row(t->dtype, src, out + (i - first), whole * block);
+      i += whole * block;
+      continue;
+    }
+    twin_dequantize_row(t->dtype, src, scratch, block);
+    memcpy(out + (i - first), scratch + offset, (size_t)take * sizeof *out);
+    i += take;
+  }
+  return 0;
 }

@@ -20,6 +20,8 @@ typedef enum {
   TWIN_DT_Q4_0,
   TWIN_DT_I32,
   TWIN_DT_I64,
+  TWIN_DT_Q4_1,
+  TWIN_DT_Q5_0,
   TWIN_DT_COUNT
 } twin_dtype;
 
@@ -40,11 +42,20 @@ typedef struct twin_tensor {
 const char *twin_dtype_name(twin_dtype t);
 /* Bytes per element of an unquantized dtype; 0 for block-quantized ones. */
 size_t twin_dtype_size(twin_dtype t);
+/* Block-quantized dtypes (the ggml block formats of quant.h) store a row as blocks of
+ * twin_dtype_block_elems elements, twin_dtype_block_bytes bytes each, along the innermost
+ * dimension. Unquantized dtypes count as blocks of one element. 0 for a value out of range. */
+int twin_dtype_block_elems(twin_dtype t);
+size_t twin_dtype_block_bytes(twin_dtype t);
+int twin_dtype_is_quantized(twin_dtype t);
+/* Bytes of n consecutive elements (n a multiple of the block length); 0 otherwise. */
+size_t twin_dtype_bytes_for(twin_dtype t, int64_t n);
 int64_t twin_tensor_numel(const twin_tensor *t);
 
-/* Converts n elements of a row starting at element `first` of t to float32.
- * Supported: f32, f16, bf16. Returns 0, TWIN_EINVAL when [first, first+n) is outside the
- * tensor, or TWIN_EUNSUPPORTED for other dtypes. */
+/* Converts n elements starting at element `first` of t (row-major) to float32.
+ * Supported: f32, f16, bf16 and the block formats of quant.h (any range: a block cut by the
+ * range is decoded whole into a scratch block). Returns 0, TWIN_EINVAL when [first, first+n) is
+ * outside the tensor, or TWIN_EUNSUPPORTED for other dtypes (i32, i64). */
 int twin_tensor_to_f32(const twin_tensor *t, int64_t first, int64_t n, float *out);
 
 /* Scalar conversions used across backends. */

@@ -1,7 +1,9 @@
-/* llm-svc/model/weights_llama.c — binds the tensors of a Llama-family checkpoint (llama,
- * mistral, qwen2: Hugging Face names) and checks each shape and dtype against the config, so a
+/* llm-svc/model/weights_llama.c — binds the tensors of a checkpoint (llama, mistral, qwen2 and
+ * gemma3: Hugging Face names) and checks each shape and dtype against the config, so a
  * backend converts only tensors known to be right. A missing tensor, a wrong shape or a dtype
- * we cannot convert is refused naming the tensor, its file and its offset. */
+ * we cannot convert is refused naming the tensor, its file and its offset. Two entry points:
+ * the Llama family with float weights (backends that run only that), and every architecture
+ * and dtype, block-quantized ones included (the CPU backend). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,9 +17,10 @@ static void shape_text(char *out, size_t cap, const int64_t *shape, int ndim) {
   if (used < cap) snprintf(out + used, cap - used, "]");
 }
 
-/* Finds `name` and checks it has shape [rows] (cols == 0) or [rows][cols]. */
+/* Finds `name` and checks it has shape [rows] (cols == 0) or [rows][cols], and a dtype we
+ * convert: f32, f16, bf16, and with allow_blocks the block formats (rows of whole blocks). */
 static int bind_tensor(const twin_weights *w, const char *name, int64_t rows, int64_t cols,
-                       const twin_tensor **out, twin_err *err) {
+                       int allow_blocks, const twin_tensor **out, twin_err *err) {
   const twin_tensor *t = twin_weights_get(w, name);
   if (!t)
     return twin_err_set(err, TWIN_ENOTFOUND, "%s: missing tensor '%s'", twin_weights_source(w),
@@ -34,18 +37,26 @@ static int bind_tensor(const twin_weights *w, const char *name, int64_t rows, in
                         "%s: tensor '%s' at offset %llu has shape %s but the config wants %s",
                         t->file, name, (unsigned long long)t->file_offset, have_text, want_text);
   }
-  if (t->dtype != TWIN_DT_F32 && t->dtype != TWIN_DT_F16 && t->dtype != TWIN_DT_BF16)
+  const int is_float = t->dtype == TWIN_DT_F32 || t->dtype == TWIN_DT_F16 || t->dtype == TWIN_DT_BF16;
+  if (!is_float && !(allow_blocks && twin_dtype_is_quantized(t->dtype)))
     return twin_err_set(err, TWIN_EUNSUPPORTED,
                         "%s: tensor '%s' at offset %llu has dtype %s; weights must be f32, f16 "
-                        "or bf16",
+                        "or bf16%s",
                         t->file, name, (unsigned long long)t->file_offset,
-                        twin_dtype_name(t->dtype));
+                        twin_dtype_name(t->dtype),
+                        allow_blocks ? " or a block format (q4_0, q4_1, q5_0, q8_0, q4_k, q5_k, q6_k)" : "");
+  if (!is_float && t->shape[t->ndim - 1] % twin_dtype_block_elems(t->dtype) != 0)
+    return twin_err_set(err, TWIN_EFORMAT,
+                        "%s: tensor '%s' at offset %llu: rows of %lld elements are not whole %s "
+                        "blocks of %d", t->file, name, (unsigned long long)t->file_offset,
+                        (long long)t->shape[t->ndim - 1], twin_dtype_name(t->dtype),
+                        twin_dtype_block_elems(t->dtype));
   *out = t;
   return 0;
 }
 
 static int bind_layer(const twin_weights *w, const twin_model_config *cfg, int l,
-                      twin_llama_layer_tensors *L, twin_err *err) {
+                      int allow_blocks, twin_llama_layer_tensors *L, twin_err *err) {
   const int64_t dim = cfg->dim, q_rows = (int64_t)cfg->n_heads * cfg->head_dim,
                 kv_rows = (int64_t)cfg->n_kv_heads * cfg->head_dim, hidden = cfg->hidden_dim;
   char name[128];
@@ -53,7 +64,7 @@ static int bind_layer(const twin_weights *w, const twin_model_config *cfg, int l
 #define BIND(field, suffix, rows, cols)                                                      \
   do {                                                                                       \
     snprintf(name, sizeof name, "model.layers.%d.%s", l, suffix);                            \
-    if ((rc = bind_tensor(w, name, rows, cols, &L->field, err))) return rc;                 \
+    if ((rc = bind_tensor(w, name, rows, cols, allow_blocks, &L->field, err))) return rc;   \
   } while (0)
   BIND(attn_norm, "input_layernorm.weight", dim, 0);
   BIND(wq, "self_attn.q_proj.weight", q_rows, dim);
@@ -65,11 +76,45 @@ static int bind_layer(const twin_weights *w, const twin_model_config *cfg, int l
     BIND(bv, "self_attn.v_proj.bias", kv_rows, 0);
   }
   BIND(wo, "self_attn.o_proj.weight", dim, q_rows);
-  BIND(ffn_norm, "post_attention_layernorm.weight", dim, 0);
+  if (cfg->arch == TWIN_ARCH_GEMMA3) {
+    BIND(q_norm, "self_attn.q_norm.weight", cfg->head_dim, 0);
+    BIND(k_norm, "self_attn.k_norm.weight", cfg->head_dim, 0);
+    BIND(post_attn_norm, "post_attention_layernorm.weight", dim, 0);
+    BIND(ffn_norm, "pre_feedforward_layernorm.weight", dim, 0);
+    BIND(post_ffn_norm, "post_feedforward_layernorm.weight", dim, 0);
+  } else {
+    BIND(ffn_norm, "post_attention_layernorm.weight", dim, 0);
+  }
   BIND(w_gate, "mlp.gate_proj.weight", hidden, dim);
   BIND(w_up, "mlp.up_proj.weight", hidden, dim);
   BIND(w_down, "mlp.down_proj.weight", dim, hidden);
 #undef BIND
+  return 0;
+}
+
+static int bind_all(twin_llama_tensors *out, const twin_weights *w, const twin_model_config *cfg,
+                    int allow_blocks, twin_err *err) {
+  int rc;
+  if ((rc = bind_tensor(w, "model.embed_tokens.weight", cfg->vocab_size, cfg->dim, allow_blocks,
+                        &out->embed, err)) ||
+      (rc = bind_tensor(w, "model.norm.weight", cfg->dim, 0, allow_blocks, &out->final_norm, err)))
+    return rc;
+  if (cfg->tie_embeddings) {
+    out->lm_head = out->embed;
+  } else if ((rc = bind_tensor(w, "lm_head.weight", cfg->vocab_size, cfg->dim, allow_blocks,
+                               &out->lm_head, err))) {
+    if (rc == TWIN_ENOTFOUND) twin_err_wrap(err, "tie_word_embeddings is false");
+    return rc;
+  }
+  out->layers = calloc((size_t)cfg->n_layers, sizeof *out->layers);
+  if (!out->layers) return twin_err_set(err, TWIN_ENOMEM, "out of memory binding tensors");
+  out->n_layers = cfg->n_layers;
+  for (int l = 0; l < cfg->n_layers; l++) {
+    if ((rc = bind_layer(w, cfg, l, allow_blocks, &out->layers[l], err))) {
+      twin_llama_tensors_free(out);
+      return rc;
+    }
+  }
   return 0;
 }
 
@@ -80,28 +125,17 @@ int twin_llama_tensors_bind(twin_llama_tensors *out, const twin_weights *w,
       cfg->arch != TWIN_ARCH_QWEN2)
     return twin_err_set(err, TWIN_EUNSUPPORTED, "architecture '%s' is not a Llama-family model",
                         cfg->arch_name);
-  int rc;
-  if ((rc = bind_tensor(w, "model.embed_tokens.weight", cfg->vocab_size, cfg->dim, &out->embed,
-                        err)) ||
-      (rc = bind_tensor(w, "model.norm.weight", cfg->dim, 0, &out->final_norm, err)))
-    return rc;
-  if (cfg->tie_embeddings) {
-    out->lm_head = out->embed;
-  } else if ((rc = bind_tensor(w, "lm_head.weight", cfg->vocab_size, cfg->dim, &out->lm_head,
-                               err))) {
-    if (rc == TWIN_ENOTFOUND) twin_err_wrap(err, "tie_word_embeddings is false");
-    return rc;
-  }
-  out->layers = calloc((size_t)cfg->n_layers, sizeof *out->layers);
-  if (!out->layers) return twin_err_set(err, TWIN_ENOMEM, "out of memory binding tensors");
-  out->n_layers = cfg->n_layers;
-  for (int l = 0; l < cfg->n_layers; l++) {
-    if ((rc = bind_layer(w, cfg, l, &out->layers[l], err))) {
-      twin_llama_tensors_free(out);
-      return rc;
-    }
-  }
-  return 0;
+  return bind_all(out, w, cfg, 0, err);
+}
+
+int twin_model_tensors_bind(twin_llama_tensors *out, const twin_weights *w,
+                            const twin_model_config *cfg, twin_err *err) {
+  memset(out, 0, sizeof *out);
+  if (cfg->arch != TWIN_ARCH_LLAMA && cfg->arch != TWIN_ARCH_MISTRAL &&
+      cfg->arch != TWIN_ARCH_QWEN2 && cfg->arch != TWIN_ARCH_GEMMA3)
+    return twin_err_set(err, TWIN_EUNSUPPORTED, "architecture '%s' is not supported",
+                        cfg->arch_name);
+  return bind_all(out, w, cfg, 1, err);
 }
 
 void twin_llama_tensors_free(twin_llama_tensors *t) {

@@ -16,6 +16,10 @@ Llama files store q/k rows interleaved; the reference check fails by far without
 Corrupt files (bad magic, versions, truncation at every section, lying counts, lengths and
 offsets, unknown types, overlaps, misalignment, duplicates, wrong metadata types, missing
 tensors) must fail with a message naming the file, the key or tensor, and the offset.
+The real files (SmolLM2 Q4_1, Gemma 3 Q4_K_M; skipped when not fetched): decoded to an f32 GGUF
+they match numpy to 1e-4; as quantized, within the noise of 8-bit activations (see the test);
+SmolLM2's chat prompt is its Jinja template's rendering. Set TWIN_BIN_DIR to an
+-DTWIN_SANITIZE=address,undefined build's bin/ to run all of it under the sanitizers.
 """
 import json
 import os
@@ -428,3 +432,21 @@ def test_real_file_quantized_matches_numpy(case, tmp_path):
     assert got[position].argmax() == expected[position].argmax()
     if token is not None:
         assert got[position].argmax() == token
+
+
+@pytest.mark.skipif(not os.path.exists(SMOLLM), reason="SmolLM2 GGUF not fetched")
+def test_real_smollm_chat_template(tmp_path):
+    """The chat prompt is the file's tokenizer.chat_template as Jinja renders it (its default
+    system turn included), tokenized with special tokens parsed and no BOS added."""
+    import jinja2
+    kv, _ = mg.read_gguf(SMOLLM)
+    question = "What is the capital of France?"
+    text = jinja2.Environment().from_string(kv["tokenizer.chat_template"]).render(
+        messages=[{"role": "user", "content": question}], add_generation_prompt=True)
+    assert "named SmolLM" in text
+    lines = tmp_path / "lines.hex"
+    lines.write_text(text.encode().hex() + "\n")
+    want = run_tool("--model", SMOLLM, "--tokenize-lines", lines, "--no-special").stdout.split("\t")[0]
+    out = run_tool("--model", SMOLLM, "--chat", question, "--generate", 1, "--threads", 2).stdout
+    got = next(line.split(": ", 1)[1] for line in out.splitlines() if line.startswith("prompt_ids:"))
+    assert got == want

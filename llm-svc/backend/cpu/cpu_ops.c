@@ -1,7 +1,8 @@
 /* llm-svc/backend/cpu/cpu_ops.c — the CPU backend's elementwise and matrix ops, fp32:
  * matmul through OpenBLAS sgemm (weights row-major [out][in], so the product takes w
- * transposed), bias, RMSNorm, rotary embedding (Hugging Face rotate_half pairing), SiLU-gated
- * product, and a dot product written with eight partial sums so the compiler vectorizes it. */
+ * transposed), bias, RMSNorm, rotary embedding (Hugging Face rotate_half pairing), SiLU- and
+ * GELU-gated products, soft-capping, and a dot product written with eight partial sums so the
+ * compiler vectorizes it. */
 #include <cblas.h>
 #include <math.h>
 
@@ -76,4 +77,31 @@ static void silu_mul_row(void *ctx, int row, int worker) {
 void cpu_silu_mul(cpu_pool *pool, float *out, const float *gate_up, int n, int hidden) {
   silu_mul_job job = {.out = out, .gate_up = gate_up, .hidden = hidden};
   cpu_pool_run(pool, silu_mul_row, &job, n);
+}
+
+/* gelu with the tanh approximation (PyTorch's approximate="tanh", gelu_pytorch_tanh):
+ * 0.5 x (1 + tanh(u)) with u = sqrt(2/pi) (x + 0.044715 x^3), computed as x / (1 + exp(-2u))
+ * (the same function: 0.5 (1 + tanh(u)) = sigmoid(2u)), one expf instead of a tanhf */
+static inline float gelu_tanh(float x) {
+  const float two_sqrt_2_over_pi = 1.5957691216057308f;
+  return x / (1.0f + expf(-two_sqrt_2_over_pi * (x + 0.044715f * x * x * x)));
+}
+
+static void gelu_tanh_mul_row(void *ctx, int row, int worker) {
+  (void)worker;
+  const silu_mul_job *job = ctx;
+  const float *gate = job->gate_up + (size_t)row * 2 * job->hidden;
+  const float *up = gate + job->hidden;
+  float *out = job->out + (size_t)row * job->hidden;
+  for (int i = 0; i < job->hidden; i++) out[i] = gelu_tanh(gate[i]) * up[i];
+}
+
+void cpu_gelu_tanh_mul(cpu_pool *pool, float *out, const float *gate_up, int n, int hidden) {
+  silu_mul_job job = {.out = out, .gate_up = gate_up, .hidden = hidden};
+  cpu_pool_run(pool, gelu_tanh_mul_row, &job, n);
+}
+
+void cpu_softcap(float *x, size_t n, float cap) {
+  const float inv = 1.0f / cap;
+  for (size_t i = 0; i < n; i++) x[i] = cap * tanhf(x[i] * inv);
 }
