@@ -113,6 +113,10 @@ static inline void twin_backend_destroy(twin_backend *b) {
   if (b) b->ops->destroy(b);
 }
 
+/* The checks every backend runs on a batch first (backend/batch_check.c): TWIN_EINVAL naming
+ * the bad field, nothing touched. */
+int twin_batch_check(const twin_backend *b, const twin_batch *batch, twin_err *err);
+
 /* Backends. The weights are borrowed only during create (converted into the backend's layout). */
 int twin_backend_cpu_create(const twin_model_config *cfg, const twin_weights *w,
                             const twin_backend_opts *opts, twin_backend **out, twin_err *err);

@@ -441,3 +441,4 @@ int twin_config_load_hf(twin_model_config *cfg, const char *dir, twin_err *err) 
   cJSON_Delete(root);
   return rc;
 }
+

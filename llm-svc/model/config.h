@@ -71,6 +71,10 @@ static inline int twin_layer_is_sliding(const twin_model_config *cfg, int layer)
   return (layer + 1) % cfg->sliding_window_pattern != 0;
 }
 
+/* RoPE inverse frequencies inv_freq [head_dim/2] for base theta; scaled = 1 applies the
+ * config's llama3 and linear scaling (global layers), 0 gives the plain frequencies. */
+void twin_rope_inv_freq(const twin_model_config *cfg, double theta, int scaled, double *inv_freq);
+
 /* Reads dir/config.json and, if present, dir/generation_config.json. */
 int twin_config_load_hf(twin_model_config *cfg, const char *dir, twin_err *err);
 

@@ -42,6 +42,8 @@ lib_srcs=("$root"/llm-svc/backend/cuda/*.cu
           "$root"/llm-svc/backend/cuda/gemm.c
           "$root"/common/error.c
           "$root"/llm-svc/model/tensor.c
+          "$root"/llm-svc/model/rope.c
+          "$root"/llm-svc/backend/batch_check.c
           "$here"/ref.c)
 test_srcs=("$here"/test_*.cu "$here"/bench_*.cu)
 

@@ -289,28 +289,6 @@ static int load_weights(cpu_backend *b, const twin_weights *w, twin_err *err) {
 /* inv_freq[i] = theta^(-2i/head_dim), with Llama 3's frequency-dependent scaling when
  * configured (high frequencies kept, low ones divided by factor, a smooth blend between) or a
  * linear factor (every frequency divided by it: positions scaled down). */
-static void rope_frequencies(const twin_model_config *cfg, double theta, int scaled,
-                             double *inv_freq) {
-  const int half = cfg->head_dim / 2;
-  const double two_pi = 6.283185307179586;
-  for (int i = 0; i < half; i++) {
-    double inv = 1.0 / pow(theta, (2.0 * i) / cfg->head_dim);
-    if (scaled && cfg->rope_llama3) {
-      const double factor = cfg->rope_factor, low = cfg->rope_low_freq_factor,
-                   high = cfg->rope_high_freq_factor, old_len = cfg->rope_original_max_pos;
-      const double wavelen = two_pi / inv;
-      if (wavelen > old_len / low) {
-        inv = inv / factor;
-      } else if (wavelen >= old_len / high) {
-        const double smooth = (old_len / wavelen - low) / (high - low);
-        inv = (1.0 - smooth) * inv / factor + smooth * inv;
-      }
-    }
-    if (scaled && cfg->rope_linear_factor > 0) inv /= cfg->rope_linear_factor;
-    inv_freq[i] = inv;
-  }
-}
-
 /* ---- KV pool and scratch ------------------------------------------------------------------- */
 
 /* MemAvailable from /proc/meminfo, else the free pages sysconf reports. */
@@ -456,10 +434,10 @@ int twin_backend_cpu_create(const twin_model_config *cfg, const twin_weights *w,
   if (rc == 0) rc = cpu_pool_create(&b->pool, b->n_threads, err);
   if (rc == 0) rc = load_weights(b, w, err);
   if (rc == 0) {
-    rope_frequencies(cfg, cfg->rope_theta, 1, b->rope_inv_freq);
+    twin_rope_inv_freq(cfg, cfg->rope_theta, 1, b->rope_inv_freq);
     if (local_rope) {
       const double local_theta = cfg->rope_local_theta > 0 ? cfg->rope_local_theta : cfg->rope_theta;
-      rope_frequencies(cfg, local_theta, 0, b->rope_inv_freq_local);
+      twin_rope_inv_freq(cfg, local_theta, 0, b->rope_inv_freq_local);
     }
     rc = allocate_kv_pool(b, opts, err);
   }

@@ -271,30 +271,6 @@ static int load_weights(cuda_backend *b, const twin_llama_tensors *t, twin_err *
   return rc;
 }
 
-/* ---- rotary frequencies -------------------------------------------------------------------- */
-
-/* inv_freq[i] = theta^(-2i/hd), with Llama 3's scaling when configured (high frequencies kept,
- * low ones divided by factor, a smooth blend between), in double like the CPU backend. */
-static void rope_frequencies(const twin_model_config *cfg, double *inv_freq) {
-  const int half = cfg->head_dim / 2;
-  const double two_pi = 6.283185307179586;
-  for (int i = 0; i < half; i++) {
-    double inv = 1.0 / pow((double)cfg->rope_theta, (2.0 * i) / cfg->head_dim);
-    if (cfg->rope_llama3) {
-      const double factor = cfg->rope_factor, low = cfg->rope_low_freq_factor,
-                   high = cfg->rope_high_freq_factor, old_len = cfg->rope_original_max_pos;
-      const double wavelen = two_pi / inv;
-      if (wavelen > old_len / low) {
-        inv = inv / factor;
-      } else if (wavelen >= old_len / high) {
-        const double smooth = (old_len / wavelen - low) / (high - low);
-        inv = (1.0 - smooth) * inv / factor + smooth * inv;
-      }
-    }
-    inv_freq[i] = inv;
-  }
-}
-
 /* ---- scratch, metadata and the KV pool ------------------------------------------------------ */
 
 static size_t sampling_bytes(int max_seqs) {
@@ -352,7 +328,7 @@ static int allocate_scratch(cuda_backend *b, twin_err *err) {
 
   double *inv_freq = malloc((size_t)(cfg->head_dim / 2) * sizeof *inv_freq);
   if (!inv_freq) return twin_err_set(err, TWIN_ENOMEM, "cuda backend: out of memory");
-  rope_frequencies(cfg, inv_freq);
+  twin_rope_inv_freq(cfg, cfg->rope_theta, 1, inv_freq);
   e = cudaMemcpy(b->inv_freq, inv_freq, (size_t)(cfg->head_dim / 2) * sizeof *inv_freq,
                  cudaMemcpyHostToDevice);
   free(inv_freq);
@@ -402,52 +378,14 @@ static twin_bf16 *v_cache(const cuda_backend *b, int layer) {
 /* ---- one step's metadata ------------------------------------------------------------------ */
 
 static int check_batch(const cuda_backend *b, const twin_batch *batch, twin_err *err) {
-  const twin_model_config *cfg = &b->base.cfg;
-  if (!batch || !batch->tokens || !batch->positions || !batch->seq_start || !batch->seq_len ||
-      !batch->block_tables)
-    return twin_err_set(err, TWIN_EINVAL, "batch: a required array is NULL");
-  if (batch->n_tokens < 1 || batch->n_tokens > b->base.max_tokens_per_step)
-    return twin_err_set(err, TWIN_EINVAL, "batch: n_tokens %d outside [1, %d]", batch->n_tokens,
-                        b->base.max_tokens_per_step);
-  if (batch->n_seqs < 1 || batch->n_seqs > b->base.max_seqs || batch->n_seqs > batch->n_tokens)
-    return twin_err_set(err, TWIN_EINVAL, "batch: n_seqs %d outside [1, min(%d, n_tokens %d)]",
-                        batch->n_seqs, b->base.max_seqs, batch->n_tokens);
-  if (batch->max_blocks < 1)
-    return twin_err_set(err, TWIN_EINVAL, "batch: max_blocks %d < 1", batch->max_blocks);
-  if (batch->seq_start[0] != 0 || batch->seq_start[batch->n_seqs] != batch->n_tokens)
-    return twin_err_set(err, TWIN_EINVAL, "batch: seq_start must run from 0 to n_tokens %d",
-                        batch->n_tokens);
-  const long table_slots = (long)batch->max_blocks * TWIN_KV_BLOCK_SIZE;
+  int rc = twin_batch_check(&b->base, batch, err);
+  if (rc) return rc;
   const long model_slots = (long)b->max_blocks_cap * TWIN_KV_BLOCK_SIZE;
-  for (int s = 0; s < batch->n_seqs; s++) {
-    const int start = batch->seq_start[s], end = batch->seq_start[s + 1];
-    if (end <= start || end > batch->n_tokens)
-      return twin_err_set(err, TWIN_EINVAL, "batch: sequence %d has no tokens (seq_start %d..%d)",
-                          s, start, end);
-    const int n_new = end - start, len = batch->seq_len[s];
-    if (len < n_new || len > table_slots)
+  for (int s = 0; s < batch->n_seqs; s++)
+    if (batch->seq_len[s] > model_slots)
       return twin_err_set(err, TWIN_EINVAL,
-                          "batch: sequence %d: seq_len %d must be in [%d new tokens, %ld block "
-                          "table slots]", s, len, n_new, table_slots);
-    if (len > model_slots)
-      return twin_err_set(err, TWIN_EINVAL,
-                          "batch: sequence %d: seq_len %d exceeds the model's max_seq_len %d",
-                          s, len, b->base.cfg.max_seq_len);
-    for (int t = start; t < end; t++) {
-      if (batch->tokens[t] < 0 || batch->tokens[t] >= cfg->vocab_size)
-        return twin_err_set(err, TWIN_EINVAL, "batch: token %d (sequence %d) has id %d outside "
-                            "the vocabulary [0, %d)", t, s, batch->tokens[t], cfg->vocab_size);
-      if (batch->positions[t] != len - n_new + (t - start))
-        return twin_err_set(err, TWIN_EINVAL, "batch: token %d (sequence %d) has position %d; "
-                            "the sequence's new tokens sit at %d..%d", t, s, batch->positions[t],
-                            len - n_new, len - 1);
-    }
-    const int32_t *table = batch->block_tables + (size_t)s * batch->max_blocks;
-    for (int i = 0; i <= (len - 1) / TWIN_KV_BLOCK_SIZE; i++)
-      if (table[i] < 0 || table[i] >= b->base.num_blocks)
-        return twin_err_set(err, TWIN_EINVAL, "batch: sequence %d: block_tables[%d] = %d is not "
-                            "a block of the pool [0, %d)", s, i, table[i], b->base.num_blocks);
-  }
+                          "batch: sequence %d: seq_len %d exceeds the model's max_seq_len %d", s,
+                          batch->seq_len[s], b->base.cfg.max_seq_len);
   return 0;
 }
 
