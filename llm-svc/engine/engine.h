@@ -42,7 +42,8 @@ typedef struct twin_gen_event {
   int n_tokens;                       /* tokens produced since the last event */
   const int32_t *tokens;              /* [n_tokens] */
   const twin_sample_result *samples;  /* [n_tokens], logprobs when asked; may be NULL */
-  const char *text;                   /* text completed since the last event (whole UTF-8) */
+  const char *text;                   /* text completed since the last event (whole UTF-8),
+                                         NUL-terminated at text_len */
   size_t text_len;
   twin_finish_reason finish;
   const char *error;                  /* with TWIN_FINISH_ERROR */

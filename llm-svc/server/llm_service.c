@@ -119,12 +119,7 @@ static Twin__Llm__V1__FinishReason proto_finish(twin_finish_reason r) {
 static void gen_on_event(void *user, const twin_gen_event *ev) {
   gen_ctx *c = user;
   Twin__Llm__V1__GenerateResponse m = TWIN__LLM__V1__GENERATE_RESPONSE__INIT;
-  char *text = malloc(ev->text_len + 1);
-  if (text) {
-    memcpy(text, ev->text ? ev->text : "", ev->text_len);
-    text[ev->text_len] = 0;
-    m.text = text;
-  }
+  m.text = (char *)(ev->text ? ev->text : ""); /* NUL-terminated at text_len (engine.h) */
   m.n_token_ids = (size_t)ev->n_tokens;
   m.token_ids = (int32_t *)ev->tokens;
   Twin__Llm__V1__TokenLogprob lp[1], *lpp[1];
@@ -153,14 +148,16 @@ static void gen_on_event(void *user, const twin_gen_event *ev) {
     m.timings = &timings;
     if (ev->error) m.error = (char *)ev->error;
   }
+  /* This runs on the engine's loop thread once per sequence per step: pack on the stack (one
+   * copy, into the call's queue) unless the message is large. */
+  uint8_t small[512];
   size_t n = twin__llm__v1__generate_response__get_packed_size(&m);
-  uint8_t *buf = malloc(n ? n : 1);
+  uint8_t *buf = n <= sizeof small ? small : malloc(n);
   if (buf) {
     twin__llm__v1__generate_response__pack(&m, buf);
     twin_rpc_call_send(c->call, buf, n); /* fails harmlessly once the client is gone */
   }
-  free(buf);
-  free(text);
+  if (buf != small) free(buf);
   if (ev->finish == TWIN_FINISH_NONE) return;
   switch (ev->finish) {
     case TWIN_FINISH_CANCELLED: twin_rpc_call_finish(c->call, TWIN_RPC_CANCELLED, ev->error ? ev->error : "cancelled"); break;
