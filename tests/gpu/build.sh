@@ -43,6 +43,7 @@ lib_srcs=("$root"/llm-svc/backend/cuda/*.cu
           "$root"/common/error.c
           "$root"/llm-svc/model/tensor.c
           "$root"/llm-svc/model/rope.c
+          "$root"/llm-svc/model/quant.c
           "$root"/llm-svc/backend/batch_check.c
           "$here"/ref.c)
 test_srcs=("$here"/test_*.cu "$here"/bench_*.cu)

@@ -1,8 +1,9 @@
 /* llm-svc/backend/cuda/kernels.h — launchers of the CUDA backend's own kernels (everything but the
- * projections, which go through cuBLAS: gemm.h). Plain C; each launcher enqueues its kernel(s)
- * on `stream` and returns cudaGetLastError() (cudaErrorInvalidValue for arguments it cannot
- * serve). Storage is bf16 (twin_bf16 holds the bits), math is fp32. Every pointer is device
- * memory and is borrowed for the duration of the enqueued work.
+ * bf16 projections, which go through cuBLAS: gemm.h; the block-quantized ones are here). Plain
+ * C; each launcher enqueues its kernel(s) on `stream` and returns cudaGetLastError()
+ * (cudaErrorInvalidValue for arguments it cannot serve). Storage is bf16 (twin_bf16 holds the
+ * bits), math is fp32. Every pointer is device memory and is borrowed for the duration of the
+ * enqueued work.
  *
  * Paged KV cache layout (one layer):
  *   k_cache, v_cache: [num_blocks][n_kv_heads][TWIN_KV_BLOCK_SIZE = 16][head_dim] bf16
@@ -18,6 +19,8 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+#include "llm-svc/model/tensor.h" /* twin_dtype (a C header without C++ guards) */
 
 typedef uint16_t twin_bf16; /* bf16 bit pattern as stored on the device */
 
@@ -149,6 +152,31 @@ typedef enum { TWIN_CUDA_SRC_F32 = 0, TWIN_CUDA_SRC_F16 = 1 } twin_cuda_src_type
 /* dst[i] = bf16(src[i]) (round to nearest even; NaN stays NaN) for i < n. */
 cudaError_t twin_cuda_convert_to_bf16(twin_bf16 *dst /* [n] */, const void *src /* [n] */,
                                       twin_cuda_src_type src_type, size_t n, cudaStream_t stream);
+
+/* ---- block-quantized weights (gemv_quant.cu) ------------------------------------------------
+ * w holds rows of ggml blocks (llm-svc/model/quant.h; Q4_0, Q4_1, Q5_0, Q8_0, Q4_K, Q5_K, Q6_K)
+ * back to back: row r starts at byte r * (cols / block elems) * block bytes. cols must be a
+ * multiple of the type's block length (32, or 256 for the k-quants). w must be 16-byte aligned
+ * and readable up to the next multiple of 16 bytes past its end (cudaMalloc's allocations are).
+ * The dequantized values equal twin_dequantize_row's (quant.c) bit for bit. */
+
+#define TWIN_CUDA_GEMV_MAX_N 8 /* tokens one twin_cuda_gemv_quant call serves */
+
+/* y[t][r] = sum_c x[t][c] * dequant(w)[r][c] + beta * y[t][r] for t < n (1 ..
+ * TWIN_CUDA_GEMV_MAX_N), fp32 accumulation (y is not read when beta == 0); x is [n][cols] fp32,
+ * or bf16 when x_bf16 (16-byte aligned); y is [n][rows] fp32 when y_f32, else bf16. The
+ * decode-step projection: the weights are read once for all n rows. */
+cudaError_t twin_cuda_gemv_quant(void *y /* [n][rows] */, int y_f32, const void *x /* [n][cols] */,
+                                 int x_bf16, const void *w /* [rows][cols / block] blocks */,
+                                 twin_dtype w_type, int n, int rows, int cols, float beta,
+                                 cudaStream_t stream);
+
+/* out[r][c] = bf16(dequant(w)[r][c]) (round to nearest even): the prefill path dequantizes a
+ * weight, then multiplies through cuBLAS (gemm.h). out 16-byte aligned. */
+cudaError_t twin_cuda_dequantize_bf16(twin_bf16 *out /* [rows][cols] */,
+                                      const void *w /* [rows][cols / block] blocks */,
+                                      twin_dtype w_type, int64_t rows, int cols,
+                                      cudaStream_t stream);
 
 #ifdef __cplusplus
 }
