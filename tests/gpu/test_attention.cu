@@ -1,16 +1,23 @@
 /* tests/gpu/test_attention.cu — paged attention, decode (attention_decode.cu, split-K + reduce)
- * and prefill (attention_prefill.cu, WMMA tiles), against ref_attention (double).
+ * and prefill (attention_prefill.cu v2: mma.sync flash tiles, K/V shared by the heads of a KV
+ * head), against ref_attention (double).
  * Each scenario is one batch mixing decode tokens (n_new = 1) and prefill chunks with cached
  * prefixes, block tables a random permutation of the pool, table entries past a sequence's
  * blocks set far out of range (a read there faults), and every cache slot past a sequence's
  * context (and every spare block) filled with NaN, which must never reach an output. Shapes:
- * Llama-3-8B (hd 128, 32/8 heads), Llama-3.2-1B (hd 64), GQA groups 1, 4, 7, 8, a sliding
- * window, splits forced small and large. Outputs are poisoned first. Tolerance 1e-2 relative L2
+ * Llama-3-8B (hd 128, 32/8 heads), Llama-3.2-1B (hd 64), GQA groups 1..8 (every heads-per-block
+ * choice of the prefill kernel), sliding windows (1 key, tile-sized, wider than the context),
+ * splits forced small and large. Outputs are poisoned first. Tolerance 1e-2 relative L2
  * (bf16 output, bf16 softmax weights in the prefill tiles).
+ * Prefill-only checks: chunks whose cached prefix is not a multiple of the 64-key tile, table
+ * entries wholly outside every window set far out of range (must not be read), rows of other
+ * tokens left untouched, the same bits from two runs and from an output that is not 16-byte
+ * aligned.
  * Timed: decode at batch 64 x 1024 context and batch 1 x 8192 (rotating over 4 copies so the
- * KV does not sit in L2), prefill of 2048 tokens and of a 512-token chunk after 3584 cached
- * (checked on sampled rows). Decode bytes = the K and V read; prefill flops = 4 hd per (query,
- * visible key) per head. */
+ * KV does not sit in L2), prefill of 2048 tokens (8B heads; also hd 64 and one KV head per
+ * query head), of 8192 tokens, of a 512-token chunk after 3584 cached, and of 16 prompts of 128
+ * (checked on sampled rows). Decode bytes = the K and V read; prefill flops = 4 hd per (query, visible key)
+ * per head. Usage: test_attention [--prefill-timing]  (only the prefill timings). */
 #include <string.h>
 
 #include "llm-svc/backend/cuda/kernels.h"
@@ -113,10 +120,26 @@ struct attn_batch {
                                       d_seq_len, d_tables, max_blocks, n, nh, nkv, hd, scale(),
                                       window, d_partition, max_splits, d_part_acc, d_part_ml, 0);
   }
-  cudaError_t run_prefill() const {
-    return twin_cuda_attention_prefill(d_out, d_q, q_stride, d_kc, d_vc, d_tile_seq, d_tile_q0,
-                                       (int)tile_seq.size(), d_seq_start, d_seq_len, d_tables,
-                                       max_blocks, nh, nkv, hd, scale(), window, 0);
+  cudaError_t run_prefill(twin_bf16 *out = nullptr) const {
+    return twin_cuda_attention_prefill(out ? out : d_out, d_q, q_stride, d_kc, d_vc, d_tile_seq,
+                                       d_tile_q0, (int)tile_seq.size(), d_seq_start, d_seq_len,
+                                       d_tables, max_blocks, nh, nkv, hd, scale(), window, 0);
+  }
+  /* With a window: point the table entries of blocks that no new token of a sequence can see
+   * (all keys before its first new token's window) far out of range, as a cache that frees
+   * them would. Returns how many entries were changed. */
+  int hide_outside_window() {
+    int hidden = 0;
+    for (int s = 0; s < S; s++) {
+      /* position of the sequence's first new token */
+      const int first = seq_len[s] - (seq_start[s + 1] - seq_start[s]);
+      const int lo = first + 1 - window;
+      for (int b = 0; window > 0 && b * 16 + 15 < lo; b++, hidden++)
+        tables[(size_t)s * max_blocks + b] = FAR_BLOCK;
+    }
+    CK(cudaMemcpy(d_tables, tables.data(), tables.size() * sizeof(int32_t),
+                  cudaMemcpyHostToDevice));
+    return hidden;
   }
   /* the reference for one new token (a one-token view of its sequence) */
   void ref_row(int s, int i, float *out_row) const {
@@ -185,10 +208,99 @@ static void run_scenario(harness &h, rng &r, const scenario &sc) {
   }
 }
 
-int main() {
+/* ---- prefill-only checks ---- */
+
+static std::vector<int32_t> prefill_seqs(const attn_batch &b) {
+  std::vector<int32_t> list;
+  for (int s = 0; s < b.S; s++)
+    if (b.seq_start[s + 1] - b.seq_start[s] > 1) list.push_back(s);
+  return list;
+}
+
+/* One prefill launch over a batch of chunks, every row checked; with a window, the table
+ * entries nobody can see point far out of range. */
+static void run_prefill_scenario(harness &h, rng &r, const scenario &sc) {
+  attn_batch b(r, sc.hd, sc.nh, sc.nkv, sc.window, sc.n_new, sc.ctx, 0);
+  int hidden = 0;
+  if (sc.window > 0) hidden = b.hide_outside_window();
+  CK(b.run_prefill());
+  const std::vector<float> out = bf16_to_f32(dev_download(b.d_out, (size_t)b.T * b.nh * b.hd));
+  char name[160];
+  snprintf(name, sizeof name, "attn_prefill %s%s", sc.name,
+           hidden > 0 ? " (unseen blocks unmapped)" : "");
+  h.report(name, check_rows(r, b, prefill_seqs(b), out, 0), 1e-2);
+}
+
+/* Rows that are not the listed tiles' stay poisoned; two runs give the same bits; an output
+ * that is not 16-byte aligned gets the same bits too. */
+static void run_prefill_contract_checks(harness &h, rng &r) {
+  const std::vector<int> n_new = {1, 200, 1, 77, 1}, ctx = {40, 1000, 7, 77, 300};
+  attn_batch b(r, 128, 32, 8, 0, n_new, ctx, 0);
+  const size_t width = (size_t)b.nh * b.hd, elems = (size_t)b.T * width;
+  CK(b.run_prefill());
+  const std::vector<uint16_t> first = dev_download(b.d_out, elems);
+  bool untouched = true;
+  for (int s = 0; s < b.S; s++)
+    if (n_new[s] == 1)
+      for (size_t i = 0; i < width; i++)
+        untouched &= first[(size_t)b.seq_start[s] * width + i] == 0xFFFF;
+  h.check("attn_prefill leaves decode rows alone", untouched,
+          "a row outside every listed tile was written");
+
+  twin_bf16 *again = dev_poisoned<twin_bf16>(elems);
+  CK(b.run_prefill(again));
+  const std::vector<uint16_t> second = dev_download(again, elems);
+  h.check("attn_prefill deterministic (two runs, same bits)",
+          memcmp(first.data(), second.data(), elems * sizeof(uint16_t)) == 0,
+          "two runs over the same inputs differ");
+  CK(cudaFree(again));
+
+  twin_bf16 *shifted = dev_poisoned<twin_bf16>(elems + 8);
+  CK(b.run_prefill(shifted + 1));
+  const std::vector<uint16_t> third = dev_download(shifted + 1, elems);
+  h.check("attn_prefill output 2 bytes off 16-byte alignment: same bits",
+          memcmp(first.data(), third.data(), elems * sizeof(uint16_t)) == 0,
+          "a misaligned output gets different values");
+  CK(cudaFree(shifted));
+}
+
+/* Prefill timing: the first `sample` rows' check (the last row and random ones) and the median
+ * of 20 runs. */
+static void time_prefill(harness &h, rng &r, const char *name, int hd, int nh, int nkv,
+                         const std::vector<int> &n_new, const std::vector<int> &ctx, int sample) {
+  attn_batch b(r, hd, nh, nkv, 0, n_new, ctx, 0);
+  CK(b.run_prefill());
+  const std::vector<int32_t> seqs = prefill_seqs(b);
+  const double err = check_rows(
+      r, b, seqs, bf16_to_f32(dev_download(b.d_out, (size_t)b.T * b.nh * b.hd)), sample);
+  const double ms = time_ms([&](int) { b.run_prefill(); }, 3, 20);
+  /* bytes: Q and O once, K and V of every context once (the floor, not the L2 traffic) */
+  double bytes = 0;
+  for (int s : seqs)
+    bytes += (double)n_new[s] * 2 * nh * hd * 2 + (double)ctx[s] * 2 * nkv * hd * 2;
+  h.report(name, err, 1e-2, ms, bytes, b.flops(seqs));
+}
+
+/* The prefill timings (also alone: `test_attention --prefill-timing`, e.g. under a profiler). */
+static void time_prefill_cases(harness &h, rng &r) {
+  time_prefill(h, r, "attn_prefill 8B n=2048 (12 rows checked)", 128, 32, 8, {2048}, {2048}, 12);
+  time_prefill(h, r, "attn_prefill 8B 512 after 3584 (12 rows)", 128, 32, 8, {512}, {4096}, 12);
+  time_prefill(h, r, "attn_prefill 1B hd64 32/8 n=2048 (12 rows)", 64, 32, 8, {2048}, {2048}, 12);
+  time_prefill(h, r, "attn_prefill hd128 32/32 (G1) n=2048 (12 rows)", 128, 32, 32, {2048},
+               {2048}, 12);
+  time_prefill(h, r, "attn_prefill 8B 16 prompts x 128 (4 rows each)", 128, 32, 8,
+               std::vector<int>(16, 128), std::vector<int>(16, 128), 4);
+  time_prefill(h, r, "attn_prefill 8B n=8192 (8 rows)", 128, 32, 8, {8192}, {8192}, 8);
+}
+
+int main(int argc, char **argv) {
   print_device();
   harness h;
   rng r(17);
+  if (argc > 1 && strcmp(argv[1], "--prefill-timing") == 0) {
+    time_prefill_cases(h, r);
+    return h.exit_code();
+  }
   const std::vector<int> mix_new = {1, 1, 1, 1, 37, 1, 64, 130, 1, 1, 2};
   const std::vector<int> mix_ctx = {1, 17, 300, 5000, 37, 2000, 100, 700, 64, 65, 2};
   const scenario scenarios[] = {
@@ -204,6 +316,28 @@ int main() {
       {"hd64 16/4 window 33 P32", 64, 16, 4, 33, 32, mix_new, mix_ctx},
   };
   for (const scenario &sc : scenarios) run_scenario(h, r, sc);
+
+  /* prefill alone: prefixes off the 64-key grid, every heads-per-block choice, windows */
+  const std::vector<int> long_new = {200, 64, 2, 65, 97, 63};
+  const std::vector<int> long_ctx = {600, 64, 50, 1000, 1029, 63};
+  const scenario prefill_scenarios[] = {
+      {"8B hd128 32/8 prefixes 400/0/48/935/932/0", 128, 32, 8, 0, 0, long_new, long_ctx},
+      {"1B hd64 32/8 same", 64, 32, 8, 0, 0, long_new, long_ctx},
+      {"hd128 16/8 (G2)", 128, 16, 8, 0, 0, long_new, long_ctx},
+      {"hd64 16/8 (G2)", 64, 16, 8, 0, 0, long_new, long_ctx},
+      {"hd128 24/4 (G6)", 128, 24, 4, 0, 0, long_new, long_ctx},
+      {"hd64 12/4 (G3)", 64, 12, 4, 0, 0, long_new, long_ctx},
+      {"hd128 10/2 (G5)", 128, 10, 2, 0, 0, long_new, long_ctx},
+      {"hd64 8/1 (G8)", 64, 8, 1, 0, 0, long_new, long_ctx},
+      {"hd128 32/8 window 1", 128, 32, 8, 1, 0, long_new, long_ctx},
+      {"hd128 32/8 window 64", 128, 32, 8, 64, 0, long_new, long_ctx},
+      {"hd128 32/8 window 700", 128, 32, 8, 700, 0, long_new, long_ctx},
+      {"hd64 32/8 window 200", 64, 32, 8, 200, 0, long_new, long_ctx},
+      {"hd128 16/8 window 5000 (wider than every context)", 128, 16, 8, 5000, 0, long_new,
+       long_ctx},
+  };
+  for (const scenario &sc : prefill_scenarios) run_prefill_scenario(h, r, sc);
+  run_prefill_contract_checks(h, r);
 
   /* ---- timing, Llama-3-8B heads ---- */
   {
@@ -223,21 +357,6 @@ int main() {
     snprintf(name, sizeof name, "attn_decode 8B b=1 ctx=8192 (%d splits)", b.max_splits);
     h.report(name, err, 1e-2, ms, 8192.0 * 8 * 128 * 2 * 2, b.flops({0}));
   }
-  {
-    attn_batch b(r, 128, 32, 8, 0, {2048}, {2048}, 0);
-    CK(b.run_prefill());
-    const double err = check_rows(r, b, {0}, bf16_to_f32(dev_download(b.d_out, (size_t)b.T * 32 * 128)), 12);
-    const double ms = time_ms([&](int) { b.run_prefill(); }, 3, 20);
-    h.report("attn_prefill 8B n=2048 (12 rows checked)", err, 1e-2, ms,
-             2048.0 * (32 + 32 + 2 * 8) * 128 * 2, b.flops({0}));
-  }
-  {
-    attn_batch b(r, 128, 32, 8, 0, {512}, {4096}, 0);
-    CK(b.run_prefill());
-    const double err = check_rows(r, b, {0}, bf16_to_f32(dev_download(b.d_out, (size_t)b.T * 32 * 128)), 12);
-    const double ms = time_ms([&](int) { b.run_prefill(); }, 3, 20);
-    h.report("attn_prefill 8B 512 after 3584 (12 rows)", err, 1e-2, ms,
-             512.0 * 64 * 128 * 2 + 4096.0 * 16 * 128 * 2, b.flops({0}));
-  }
+  time_prefill_cases(h, r);
   return h.exit_code();
 }
