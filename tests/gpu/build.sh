@@ -40,6 +40,7 @@ lib_srcs=("$root"/llm-svc/backend/cuda/*.cu
           "$root"/llm-svc/backend/cuda/cuda_backend.c
           "$root"/llm-svc/backend/cuda/cuda_check.c
           "$root"/llm-svc/backend/cuda/gemm.c
+          "$root"/llm-svc/backend/cuda/linear.c
           "$root"/common/error.c
           "$root"/llm-svc/model/tensor.c
           "$root"/llm-svc/model/rope.c

@@ -12,14 +12,17 @@
 # Usage: tests/gpu/serve_check.sh [--concurrency 64] [--requests 256] [--prompt-len 128]
 #          [--new 128] [--work /tmp/twin-models]
 #          [--backend cuda --shape llama-3.2-1b]   (cpu and tiny-a: a dry run without a GPU)
+#          [--model PATH --vocab N]   (an existing model directory or GGUF file instead of a shape)
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
 conc=64 requests=256 plen=128 new=128 work=/tmp/twin-models backend=cuda shape=llama-3.2-1b
+model="" vocab=
 while [ $# -gt 0 ]; do
   case $1 in
     --concurrency) conc=$2 ;; --requests) requests=$2 ;; --prompt-len) plen=$2 ;;
     --new) new=$2 ;; --work) work=$2 ;; --backend) backend=$2 ;; --shape) shape=$2 ;;
+    --model) model=$2 ;; --vocab) vocab=$2 ;;
     *) echo "serve_check.sh: unknown flag $1" >&2; exit 2 ;;
   esac
   shift 2
@@ -42,11 +45,15 @@ for p in llm-svc serve-load engine-bench; do
 done
 run() { LD_LIBRARY_PATH=$prog_ld "$@"; }
 
-model=$work/$shape
-mkdir -p "$work"
-echo "== model"
-python3 "$here/hf_models.py" make "$shape" "$model"
-vocab=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["vocab_size"])' "$model/config.json")
+if [ -z "$model" ]; then
+  model=$work/$shape
+  mkdir -p "$work"
+  echo "== model"
+  python3 "$here/hf_models.py" make "$shape" "$model"
+  vocab=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["vocab_size"])' "$model/config.json")
+fi
+[ -n "$vocab" ] || { echo "serve_check.sh: --model needs --vocab" >&2; exit 2; }
+echo "== model: $model"
 
 echo "== offline: engine-bench, batch $conc"
 offline_out=$(run "$bin/engine-bench" --model "$model" --backend "$backend" --batch "$conc" \

@@ -34,9 +34,9 @@ int main() {
     for (size_t i = 0; i < ref.size(); i++) ref_acc[i] = ref[i] + y0[i];
     twin_bf16 *d_x = dev_upload(x), *d_w = dev_upload(w), *d_y16 = dev_poisoned<twin_bf16>((size_t)n * m);
     float *d_y = dev_poisoned<float>((size_t)n * m), *d_acc = dev_upload(y0);
-    const bool ok = twin_cuda_gemm(cb, d_x, ldx, d_w, d_y, 1, n, m, k, 0.0f) == CUBLAS_STATUS_SUCCESS &&
-                    twin_cuda_gemm(cb, d_x, ldx, d_w, d_y16, 0, n, m, k, 0.0f) == CUBLAS_STATUS_SUCCESS &&
-                    twin_cuda_gemm(cb, d_x, ldx, d_w, d_acc, 1, n, m, k, 1.0f) == CUBLAS_STATUS_SUCCESS;
+    const bool ok = twin_cuda_gemm(cb, d_x, ldx, d_w, d_y, 1, m, n, m, k, 0.0f) == CUBLAS_STATUS_SUCCESS &&
+                    twin_cuda_gemm(cb, d_x, ldx, d_w, d_y16, 0, m, n, m, k, 0.0f) == CUBLAS_STATUS_SUCCESS &&
+                    twin_cuda_gemm(cb, d_x, ldx, d_w, d_acc, 1, m, n, m, k, 1.0f) == CUBLAS_STATUS_SUCCESS;
     h.check("gemm calls succeed", ok, "cublasGemmEx failed");
     h.report("gemm f32 out 5x300x264 ldx=272", rel_l2(dev_download(d_y, (size_t)n * m), ref), 1e-4);
     h.report("gemm bf16 out 5x300x264", rel_l2(bf16_to_f32(dev_download(d_y16, (size_t)n * m)), ref), 4e-3);
@@ -58,12 +58,12 @@ int main() {
       twin_bf16 *d_x = dev_upload(x);
       void *d_y = s.f32_out ? (void *)dev_poisoned<float>((size_t)n * s.m)
                             : (void *)dev_poisoned<twin_bf16>((size_t)n * s.m);
-      const cublasStatus_t st = twin_cuda_gemm(cb, d_x, s.k, d_w, d_y, s.f32_out, n, s.m, s.k, 0.0f);
+      const cublasStatus_t st = twin_cuda_gemm(cb, d_x, s.k, d_w, d_y, s.f32_out, s.m, n, s.m, s.k, 0.0f);
       std::vector<float> y;
       if (s.f32_out) y = dev_download((float *)d_y, (size_t)n * s.m);
       else y = bf16_to_f32(dev_download((twin_bf16 *)d_y, (size_t)n * s.m));
       const double err = st == CUBLAS_STATUS_SUCCESS ? sampled_err(r, x, w, y, n, s.m, s.k) : INFINITY;
-      const double ms = time_ms([&](int) { twin_cuda_gemm(cb, d_x, s.k, d_w, d_y, s.f32_out, n, s.m, s.k, 0.0f); });
+      const double ms = time_ms([&](int) { twin_cuda_gemm(cb, d_x, s.k, d_w, d_y, s.f32_out, s.m, n, s.m, s.k, 0.0f); });
       char name[96];
       snprintf(name, sizeof name, "gemm %s n=%d %dx%d", s.what, n, s.m, s.k);
       const double bytes = (double)s.m * s.k * 2 + (double)n * s.k * 2 + (double)n * s.m * (s.f32_out ? 4 : 2);

@@ -37,6 +37,7 @@ attn_decode_kernel(__nv_bfloat16 *__restrict__ out /* [rows][n_heads*HD] */,
                    const int32_t *__restrict__ partition_dev /* [1] */, int max_splits,
                    float *__restrict__ part_acc /* [n_decode][n_heads][max_splits][HD] */,
                    float *__restrict__ part_ml /* [n_decode][n_heads][max_splits][2] */) {
+  pdl_enter();
   constexpr int NC = HD / 64;  /* 16-byte chunks per lane per row */
   constexpr int E = NC * 8;    /* columns per lane */
   const int split = blockIdx.x, i = blockIdx.z;
@@ -243,6 +244,7 @@ static __global__ void attn_decode_reduce_kernel(
     int hd, int window, const int32_t *__restrict__ partition_dev, int max_splits,
     const float *__restrict__ part_acc,
     const float *__restrict__ part_ml) {
+  pdl_enter();
   const int i = blockIdx.x, head = blockIdx.y, d = threadIdx.x;
   const int s = seqs[i];
   const int ctx = seq_len[s];
@@ -275,7 +277,7 @@ static int heads_per_block(int group, int hd) {
 }
 
 template <int HD>
-static void launch_main(int gh, dim3 grid, cudaStream_t stream, __nv_bfloat16 *out,
+static cudaError_t launch_main(int gh, dim3 grid, cudaStream_t stream, __nv_bfloat16 *out,
                         const __nv_bfloat16 *q, int q_stride, const __nv_bfloat16 *kc,
                         const __nv_bfloat16 *vc, const int32_t *seqs, const int32_t *seq_start,
                         const int32_t *seq_len, const int32_t *bt, int max_blocks, int nh, int nkv,
@@ -283,10 +285,9 @@ static void launch_main(int gh, dim3 grid, cudaStream_t stream, __nv_bfloat16 *o
                         float *pa, float *pml) {
 #define TWIN_DECODE_CASE(GHV)                                                                    \
   case GHV:                                                                                      \
-    attn_decode_kernel<HD, GHV><<<grid, DECODE_THREADS, 0, stream>>>(                            \
-        out, q, q_stride, kc, vc, seqs, seq_start, seq_len, bt, max_blocks, nh, nkv, scale_log2, \
-        window, partition, max_splits, pa, pml);                                                 \
-    break;
+    return twin_launch(attn_decode_kernel<HD, GHV>, grid, DECODE_THREADS, 0, stream, out, q,     \
+                       q_stride, kc, vc, seqs, seq_start, seq_len, bt, max_blocks, nh, nkv,      \
+                       scale_log2, window, partition, max_splits, pa, pml);
   switch (gh) {
     TWIN_DECODE_CASE(1)
     TWIN_DECODE_CASE(2)
@@ -305,6 +306,7 @@ static void launch_main(int gh, dim3 grid, cudaStream_t stream, __nv_bfloat16 *o
       break;
   }
 #undef TWIN_DECODE_CASE
+  return cudaErrorInvalidValue;
 }
 
 extern "C" cudaError_t twin_cuda_attention_decode(
@@ -330,18 +332,17 @@ extern "C" cudaError_t twin_cuda_attention_decode(
   const auto *qb = reinterpret_cast<const __nv_bfloat16 *>(q);
   const auto *kc = reinterpret_cast<const __nv_bfloat16 *>(k_cache);
   const auto *vc = reinterpret_cast<const __nv_bfloat16 *>(v_cache);
+  cudaError_t e;
   if (head_dim == 64)
-    launch_main<64>(gh, grid, stream, o, qb, q_stride, kc, vc, seqs, seq_start, seq_len,
+    e = launch_main<64>(gh, grid, stream, o, qb, q_stride, kc, vc, seqs, seq_start, seq_len,
                     block_tables, max_blocks, n_heads, n_kv_heads, scale_log2, window,
                     partition_tokens, max_splits, part_acc, part_ml);
   else
-    launch_main<128>(gh, grid, stream, o, qb, q_stride, kc, vc, seqs, seq_start, seq_len,
+    e = launch_main<128>(gh, grid, stream, o, qb, q_stride, kc, vc, seqs, seq_start, seq_len,
                      block_tables, max_blocks, n_heads, n_kv_heads, scale_log2, window,
                      partition_tokens, max_splits, part_acc, part_ml);
-  cudaError_t e = cudaGetLastError();
   if (e != cudaSuccess || max_splits == 1) return e;
-  attn_decode_reduce_kernel<<<dim3(n_decode, n_heads), head_dim, 0, stream>>>(
-      o, seqs, seq_start, seq_len, n_heads, head_dim, window, partition_tokens, max_splits,
-      part_acc, part_ml);
-  return cudaGetLastError();
+  return twin_launch(attn_decode_reduce_kernel, dim3(n_decode, n_heads), head_dim, 0, stream, o,
+                     seqs, seq_start, seq_len, n_heads, head_dim, window, partition_tokens,
+                     max_splits, part_acc, part_ml);
 }

@@ -1,8 +1,9 @@
-/* llm-svc/backend/cuda/cuda_backend.c — the CUDA backend: bf16 weights on the device (one
- * allocation; q/k/v fused into one QKV matrix and gate/up into one gate/up matrix per layer),
- * the paged KV pool (one allocation), scratch activations sized for the largest step, and the
- * forward pass over a twin_batch: cuBLAS for the projections, our kernels (kernels.h) for the
- * rest. A step's metadata (tokens, positions, cache slots, block tables, the decode list and the
+/* llm-svc/backend/cuda/cuda_backend.c — the CUDA backend: weights on the device in one
+ * allocation (bf16, or GGUF block formats kept as stored; q/k/v fused into one QKV matrix and
+ * gate/up into one gate/up matrix per layer when their storage types agree), the paged KV pool
+ * (one allocation), scratch activations sized for the largest step, and the forward pass over a
+ * twin_batch: the projections through linear.h (our GEMV kernels for decode, cuBLAS for prefill),
+ * our kernels (kernels.h) for the rest. A step's metadata (tokens, positions, cache slots, block tables, the decode list and the
  * prefill tiles) goes to the device in one copy from pinned memory. Everything runs on one
  * stream; the forward ends with one synchronisation. Pure-decode steps (one token per sequence)
  * run as CUDA graphs, one per batch-size bucket (powers of two), captured on first use: their
@@ -19,6 +20,7 @@
 #include "llm-svc/backend/cuda/cuda_check.h"
 #include "llm-svc/backend/cuda/gemm.h"
 #include "llm-svc/backend/cuda/kernels.h"
+#include "llm-svc/backend/cuda/linear.h"
 
 #define CUDA_DEFAULT_MAX_TOKENS 2048
 #define CUDA_DEFAULT_MAX_SEQS 256
@@ -29,6 +31,7 @@
 #define CUDA_MIN_PARTITION 64                    /* fewest keys a decode split takes */
 #define CUDA_ALIGN 256                           /* bytes, for every carved array */
 #define CUDA_MAX_GRAPHS 32                       /* decode buckets: 1, 2, 4, ... */
+#define CUDA_DEQUANT_ELEMS ((size_t)32 << 20)    /* bf16 scratch for block-format prefill */
 
 static void cuda_destroy(twin_backend *base);
 static int cuda_forward(twin_backend *base, const twin_batch *batch, float *logits, twin_err *err);
@@ -44,14 +47,22 @@ static const twin_backend_ops cuda_ops = {
 
 /* ---- state --------------------------------------------------------------------------------- */
 
+/* A projection whose output columns come from one fused matrix or from parts side by side
+ * (q | k | v, gate | up) when the checkpoint stores the parts in different block formats. */
+typedef struct cuda_fused {
+  int n_parts;                /* 1 (fused) or the number of parts */
+  twin_cuda_linear part[3];   /* part i fills output columns col[i] .. col[i] + rows - 1 */
+  int col[3];
+} cuda_fused;
+
 typedef struct cuda_layer {   /* device pointers into the weights allocation */
   twin_bf16 *attn_norm;       /* [dim] */
-  twin_bf16 *wqkv;            /* [(n_heads + 2*n_kv_heads)*hd][dim]: q rows, then k, then v */
+  cuda_fused qkv;             /* [(n_heads + 2*n_kv_heads)*hd][dim]: q rows, then k, then v */
   twin_bf16 *bqkv;            /* [(n_heads + 2*n_kv_heads)*hd], or NULL without biases */
-  twin_bf16 *wo;              /* [dim][n_heads*hd] */
+  twin_cuda_linear wo;        /* [dim][n_heads*hd] */
   twin_bf16 *ffn_norm;        /* [dim] */
-  twin_bf16 *w_gate_up;       /* [2*hidden][dim]: gate rows, then up rows */
-  twin_bf16 *w_down;          /* [dim][hidden] */
+  cuda_fused gate_up;         /* [2*hidden][dim]: gate rows, then up rows */
+  twin_cuda_linear down;      /* [dim][hidden] */
 } cuda_layer;
 
 /* One step's metadata: counts on the host, arrays on the device (carved from meta_dev). */
@@ -90,10 +101,12 @@ typedef struct cuda_backend {
 
   void *weights;              /* the one weights allocation */
   size_t weights_bytes;
-  twin_bf16 *embed;           /* [vocab][dim] */
+  twin_bf16 *embed;           /* [vocab][dim] bf16 (block formats dequantized at load) */
   twin_bf16 *final_norm;      /* [dim] */
-  twin_bf16 *lm_head;         /* [vocab][dim]; == embed when tied */
+  twin_cuda_linear lm_head;   /* [vocab][dim]; the embed table when tied */
   cuda_layer *layers;         /* [n_layers], host array */
+  twin_cuda_linear_ctx lin;   /* what every projection shares (cuBLAS, dequantize scratch) */
+  int quantized;              /* some matrix is held in a block format */
 
   twin_bf16 *kv_pool;         /* [n_layers][K,V][num_blocks][n_kv_heads][16][hd] */
   size_t kv_cache_elems;      /* num_blocks*n_kv_heads*16*hd: one layer's K (or V) */
@@ -108,6 +121,7 @@ typedef struct cuda_backend {
   twin_bf16 *attn;            /* [T][q_dim] */
   twin_bf16 *gate_up;         /* [T][2*hidden] */
   twin_bf16 *act;             /* [T][hidden] silu(gate) * up */
+  twin_bf16 *dequant;         /* [CUDA_DEQUANT_ELEMS] when quantized (lin.dequant) */
   twin_bf16 *last;            /* [S][dim] rows of y feeding the LM head */
   float *logits;              /* [logit_rows][vocab] */
   float *part_acc;            /* [part_rows][n_heads][hd] decode split partials */
@@ -143,41 +157,128 @@ static void *carve(carver *c, size_t bytes) {
 
 /* ---- weights ------------------------------------------------------------------------------- */
 
-/* Places the backend's weights in c (counting only when c->base is NULL). */
-static void layout_weights(cuda_backend *b, carver *c) {
+/* A matrix of rows x cols held as the storage type of t (t may be NULL: bf16). */
+static twin_cuda_linear plan_linear(carver *c, const twin_tensor *t, int rows, int cols) {
+  twin_cuda_linear L = {.type = twin_cuda_linear_storage(t ? t->dtype : TWIN_DT_BF16),
+                        .rows = rows, .cols = cols};
+  L.row_bytes = twin_cuda_linear_row_bytes(L.type, cols);
+  L.w = carve(c, (size_t)rows * L.row_bytes);
+  return L;
+}
+
+/* Parts of a fused projection (rows[i] x cols each, tensors t[i]): one matrix when every part
+ * has the same storage type (the parts' rows back to back), else one matrix per part. */
+static cuda_fused plan_fused(carver *c, const twin_tensor *const *t, const int *rows, int n,
+                             int cols) {
+  cuda_fused f = {0};
+  int same = 1, total = 0;
+  for (int i = 0; i < n; i++) {
+    total += rows[i];
+    if (twin_cuda_linear_storage(t[i]->dtype) != twin_cuda_linear_storage(t[0]->dtype)) same = 0;
+  }
+  if (same) {
+    f.n_parts = 1;
+    f.part[0] = plan_linear(c, t[0], total, cols);
+    return f;
+  }
+  f.n_parts = n;
+  for (int i = 0, col = 0; i < n; col += rows[i], i++) {
+    f.part[i] = plan_linear(c, t[i], rows[i], cols);
+    f.col[i] = col;
+  }
+  return f;
+}
+
+/* Places the backend's weights in c (counting only when c->base is NULL); the storage of each
+ * matrix follows its tensor's dtype (shapes were checked when binding). */
+static void layout_weights(cuda_backend *b, const twin_llama_tensors *t, carver *c) {
   const twin_model_config *cfg = &b->base.cfg;
-  const size_t dim = (size_t)cfg->dim, hidden = (size_t)cfg->hidden_dim, bf = sizeof(twin_bf16);
+  const size_t dim = (size_t)cfg->dim, bf = sizeof(twin_bf16);
+  const int hidden = cfg->hidden_dim;
   b->embed = carve(c, (size_t)cfg->vocab_size * dim * bf);
   b->final_norm = carve(c, dim * bf);
-  b->lm_head = cfg->tie_embeddings ? b->embed : carve(c, (size_t)cfg->vocab_size * dim * bf);
+  /* tied: the bf16 table itself, unless it comes in a block format, which the head then keeps
+   * (the gather reads the bf16 copy; decode steps read the blocks, a fraction of the bytes) */
+  if (cfg->tie_embeddings && !twin_dtype_is_quantized(t->embed->dtype))
+    b->lm_head = (twin_cuda_linear){.w = b->embed, .type = TWIN_DT_BF16, .rows = cfg->vocab_size,
+                                    .cols = cfg->dim, .row_bytes = dim * bf};
+  else
+    b->lm_head = plan_linear(c, cfg->tie_embeddings ? t->embed : t->lm_head, cfg->vocab_size,
+                             cfg->dim);
   for (int l = 0; l < cfg->n_layers; l++) {
     cuda_layer *L = &b->layers[l];
+    const twin_llama_layer_tensors *T = &t->layers[l];
     L->attn_norm = carve(c, dim * bf);
-    L->wqkv = carve(c, (size_t)b->qkv_dim * dim * bf);
+    const twin_tensor *qkv[3] = {T->wq, T->wk, T->wv};
+    const int qkv_rows[3] = {b->q_dim, b->kv_dim, b->kv_dim};
+    L->qkv = plan_fused(c, qkv, qkv_rows, 3, cfg->dim);
     L->bqkv = cfg->attn_bias ? carve(c, (size_t)b->qkv_dim * bf) : NULL;
-    L->wo = carve(c, dim * b->q_dim * bf);
+    L->wo = plan_linear(c, T->wo, cfg->dim, b->q_dim);
     L->ffn_norm = carve(c, dim * bf);
-    L->w_gate_up = carve(c, 2 * hidden * dim * bf);
-    L->w_down = carve(c, dim * hidden * bf);
+    const twin_tensor *gu[2] = {T->w_gate, T->w_up};
+    const int gu_rows[2] = {hidden, hidden};
+    L->gate_up = plan_fused(c, gu, gu_rows, 2, cfg->dim);
+    L->down = plan_linear(c, T->w_down, cfg->dim, hidden);
   }
 }
 
-/* Copies tensor t (f32, f16 or bf16; host memory, or device memory for tests) to dst as bf16.
- * f32/f16 go through the device staging buffer and the conversion kernel; all on b->stream, so
- * staging is reused in order. */
+/* Copies a block-format tensor t (rows of `cols` elements) into its matrix as stored, one row
+ * every row_bytes. */
+static int upload_blocks(cuda_backend *b, void *dst, size_t row_bytes, const twin_tensor *t,
+                         int64_t rows, int cols, twin_err *err) {
+  const size_t src_row = twin_dtype_bytes_for(t->dtype, cols);
+  if (!t->data || src_row == 0 || t->nbytes < (size_t)rows * src_row)
+    return twin_err_set(err, TWIN_EFORMAT, "cuda backend: tensor '%s' holds %zu bytes, fewer than "
+                        "%lld rows of %d %s values need", t->name, t->nbytes, (long long)rows,
+                        cols, twin_dtype_name(t->dtype));
+  CUDA_CHECK(err, cudaMemcpy2DAsync(dst, row_bytes, t->data, src_row, src_row, (size_t)rows,
+                                    cudaMemcpyDefault, b->stream));
+  return 0;
+}
+
+/* Decodes a block-format tensor t ([rows][cols]) to bf16 in dst through the staging buffer. */
+static int upload_dequantized(cuda_backend *b, twin_bf16 *dst, const twin_tensor *t, int64_t rows,
+                              int cols, void *staging, twin_err *err) {
+  const size_t src_row = twin_dtype_bytes_for(t->dtype, cols);
+  const size_t dev_row = twin_cuda_linear_row_bytes(t->dtype, cols);
+  if (!t->data || src_row == 0 || t->nbytes < (size_t)rows * src_row)
+    return twin_err_set(err, TWIN_EFORMAT, "cuda backend: tensor '%s' holds %zu bytes, fewer than "
+                        "%lld rows of %d %s values need", t->name, t->nbytes, (long long)rows,
+                        cols, twin_dtype_name(t->dtype));
+  const int64_t band = (int64_t)(CUDA_STAGING_BYTES / dev_row);
+  for (int64_t r0 = 0; r0 < rows; r0 += band) {
+    const int64_t n = rows - r0 < band ? rows - r0 : band;
+    CUDA_CHECK(err, cudaMemcpy2DAsync(staging, dev_row, (const char *)t->data + r0 * src_row,
+                                      src_row, src_row, (size_t)n, cudaMemcpyDefault, b->stream));
+    CUDA_CHECK(err, twin_cuda_dequantize_bf16(dst + r0 * cols, staging, t->dtype, n, cols,
+                                              b->stream));
+  }
+  return 0;
+}
+
+/* Copies tensor t (host memory, or device memory for tests) to dst as bf16: f32/f16 go through
+ * the device staging buffer and the conversion kernel, block formats through the dequantizer;
+ * all on b->stream, so staging is reused in order. */
 static int upload_tensor(cuda_backend *b, twin_bf16 *dst, const twin_tensor *t, void *staging,
                          twin_err *err) {
   const int64_t n = twin_tensor_numel(t);
   size_t esize;
   twin_cuda_src_type src_type = TWIN_CUDA_SRC_F32;
+  if (twin_dtype_is_quantized(t->dtype)) {
+    const int cols = t->ndim >= 1 ? (int)t->shape[t->ndim - 1] : 0;
+    if (cols <= 0 || n % cols != 0)
+      return twin_err_set(err, TWIN_EFORMAT, "cuda backend: tensor '%s' has no whole rows",
+                          t->name);
+    return upload_dequantized(b, dst, t, n / cols, cols, staging, err);
+  }
   switch (t->dtype) {
     case TWIN_DT_BF16: esize = 2; break;
     case TWIN_DT_F16: esize = 2; src_type = TWIN_CUDA_SRC_F16; break;
     case TWIN_DT_F32: esize = 4; break;
     default:
       return twin_err_set(err, TWIN_EUNSUPPORTED,
-                          "cuda backend: tensor '%s' has dtype %s; the backend loads f32, f16 or "
-                          "bf16", t->name, twin_dtype_name(t->dtype));
+                          "cuda backend: tensor '%s' has dtype %s; the backend loads f32, f16, "
+                          "bf16 and the GGUF block formats", t->name, twin_dtype_name(t->dtype));
   }
   if (n <= 0 || t->nbytes < (size_t)n * esize || !t->data)
     return twin_err_set(err, TWIN_EFORMAT,
@@ -216,6 +317,56 @@ static int place(cuda_backend *b, twin_bf16 *dst, const twin_tensor *t, int64_t 
   return rc ? rc : upload_tensor(b, dst, t, staging, err);
 }
 
+/* Uploads t as rows first_row .. first_row + rows - 1 of matrix L (its storage type). */
+static int place_rows(cuda_backend *b, const twin_cuda_linear *L, int first_row,
+                      const twin_tensor *t, int rows, const char *role, void *staging,
+                      twin_err *err) {
+  int rc = check_numel(t, (int64_t)rows * L->cols, role, err);
+  if (rc) return rc;
+  char *dst = (char *)L->w + (size_t)first_row * L->row_bytes;
+  if (twin_dtype_is_quantized(L->type)) {
+    if (t->dtype != L->type)
+      return twin_err_set(err, TWIN_EFORMAT, "cuda backend: tensor '%s' (%s) is %s where its "
+                          "matrix holds %s", t->name, role, twin_dtype_name(t->dtype),
+                          twin_dtype_name(L->type));
+    return upload_blocks(b, dst, L->row_bytes, t, rows, L->cols, err);
+  }
+  return upload_tensor(b, (twin_bf16 *)dst, t, staging, err);
+}
+
+/* Uploads the parts of a fused projection (fused: one after another in part 0). */
+static int place_fused(cuda_backend *b, const cuda_fused *f, const twin_tensor *const *t,
+                       const int *rows, const char *const *roles, int n, void *staging,
+                       twin_err *err) {
+  for (int i = 0, row = 0; i < n; row += rows[i], i++) {
+    const twin_cuda_linear *L = f->n_parts == 1 ? &f->part[0] : &f->part[i];
+    int rc = place_rows(b, L, f->n_parts == 1 ? row : 0, t[i], rows[i], roles[i], staging, err);
+    if (rc) return rc;
+  }
+  return 0;
+}
+
+/* "bf16", or the block format of the layers' first quantized matrix (+ "*" when they mix). */
+static void name_weights_dtype(cuda_backend *b) {
+  twin_dtype first = TWIN_DT_BF16;
+  int mixed = 0;
+  for (int l = 0; l < b->base.cfg.n_layers; l++) {
+    const cuda_layer *L = &b->layers[l];
+    const twin_cuda_linear *m[8] = {&L->wo, &L->down};
+    int n = 2;
+    for (int i = 0; i < L->qkv.n_parts; i++) m[n++] = &L->qkv.part[i];
+    for (int i = 0; i < L->gate_up.n_parts; i++) m[n++] = &L->gate_up.part[i];
+    for (int i = 0; i < n; i++) {
+      if (m[i]->type == first) continue;
+      if (first == TWIN_DT_BF16) first = m[i]->type;
+      else mixed = 1;
+    }
+  }
+  b->quantized = first != TWIN_DT_BF16 || twin_dtype_is_quantized(b->lm_head.type);
+  snprintf(b->base.weights_dtype, sizeof b->base.weights_dtype, "%s%s", twin_dtype_name(first),
+           mixed ? "*" : "");
+}
+
 static int load_weights(cuda_backend *b, const twin_llama_tensors *t, twin_err *err) {
   const twin_model_config *cfg = &b->base.cfg;
   const int64_t dim = cfg->dim, hidden = cfg->hidden_dim, vocab = cfg->vocab_size;
@@ -224,7 +375,7 @@ static int load_weights(cuda_backend *b, const twin_llama_tensors *t, twin_err *
     return twin_err_set(err, TWIN_EINVAL, "cuda backend: %d bound layers for a %d-layer config",
                         t->n_layers, cfg->n_layers);
   carver counter = {0};
-  layout_weights(b, &counter);
+  layout_weights(b, t, &counter);
   b->weights_bytes = counter.used;
   cudaError_t e = cudaMalloc(&b->weights, b->weights_bytes);
   if (e != cudaSuccess) {
@@ -234,33 +385,37 @@ static int load_weights(cuda_backend *b, const twin_llama_tensors *t, twin_err *
                         cudaGetErrorString(e));
   }
   carver placer = {.base = b->weights};
-  layout_weights(b, &placer);
+  layout_weights(b, t, &placer);
+  name_weights_dtype(b);
 
   void *staging = NULL;
   CUDA_CHECK(err, cudaMalloc(&staging, CUDA_STAGING_BYTES));
   int rc = place(b, b->embed, t->embed, vocab * dim, "embed_tokens", staging, err);
   if (!rc) rc = place(b, b->final_norm, t->final_norm, dim, "final norm", staging, err);
-  if (!rc && !cfg->tie_embeddings)
-    rc = place(b, b->lm_head, t->lm_head, vocab * dim, "lm_head", staging, err);
+  if (!rc && b->lm_head.w != b->embed)
+    rc = place_rows(b, &b->lm_head, 0, cfg->tie_embeddings ? t->embed : t->lm_head, (int)vocab,
+                    cfg->tie_embeddings ? "embed_tokens (tied LM head)" : "lm_head", staging,
+                    err);
   for (int l = 0; l < cfg->n_layers && !rc; l++) {
     const twin_llama_layer_tensors *T = &t->layers[l];
     const cuda_layer *L = &b->layers[l];
     rc = place(b, L->attn_norm, T->attn_norm, dim, "input_layernorm", staging, err);
-    if (!rc) rc = place(b, L->wqkv, T->wq, q_dim * dim, "q_proj", staging, err);
-    if (!rc) rc = place(b, L->wqkv + q_dim * dim, T->wk, kv_dim * dim, "k_proj", staging, err);
-    if (!rc)
-      rc = place(b, L->wqkv + (q_dim + kv_dim) * dim, T->wv, kv_dim * dim, "v_proj", staging, err);
+    const twin_tensor *qkv[3] = {T->wq, T->wk, T->wv};
+    const int qkv_rows[3] = {(int)q_dim, (int)kv_dim, (int)kv_dim};
+    const char *qkv_roles[3] = {"q_proj", "k_proj", "v_proj"};
+    if (!rc) rc = place_fused(b, &L->qkv, qkv, qkv_rows, qkv_roles, 3, staging, err);
     if (!rc && cfg->attn_bias) {
       rc = place(b, L->bqkv, T->bq, q_dim, "q_proj bias", staging, err);
       if (!rc) rc = place(b, L->bqkv + q_dim, T->bk, kv_dim, "k_proj bias", staging, err);
       if (!rc) rc = place(b, L->bqkv + q_dim + kv_dim, T->bv, kv_dim, "v_proj bias", staging, err);
     }
-    if (!rc) rc = place(b, L->wo, T->wo, dim * q_dim, "o_proj", staging, err);
+    if (!rc) rc = place_rows(b, &L->wo, 0, T->wo, (int)dim, "o_proj", staging, err);
     if (!rc) rc = place(b, L->ffn_norm, T->ffn_norm, dim, "post_attention_layernorm", staging, err);
-    if (!rc) rc = place(b, L->w_gate_up, T->w_gate, hidden * dim, "gate_proj", staging, err);
-    if (!rc)
-      rc = place(b, L->w_gate_up + hidden * dim, T->w_up, hidden * dim, "up_proj", staging, err);
-    if (!rc) rc = place(b, L->w_down, T->w_down, dim * hidden, "down_proj", staging, err);
+    const twin_tensor *gu[2] = {T->w_gate, T->w_up};
+    const int gu_rows[2] = {(int)hidden, (int)hidden};
+    const char *gu_roles[2] = {"gate_proj", "up_proj"};
+    if (!rc) rc = place_fused(b, &L->gate_up, gu, gu_rows, gu_roles, 2, staging, err);
+    if (!rc) rc = place_rows(b, &L->down, 0, T->w_down, (int)dim, "down_proj", staging, err);
     if (rc) twin_err_wrap(err, "layer %d", l);
   }
   /* the staging buffer may still be read by queued conversions */
@@ -291,6 +446,7 @@ static void layout_scratch(cuda_backend *b, carver *c) {
   b->attn = carve(c, T * (size_t)b->q_dim * bf);
   b->gate_up = carve(c, T * 2 * hidden * bf);
   b->act = carve(c, T * hidden * bf);
+  b->dequant = b->quantized ? carve(c, CUDA_DEQUANT_ELEMS * bf) : NULL;
   b->last = carve(c, S * dim * bf);
   b->logits = carve(c, (size_t)b->logit_rows * cfg->vocab_size * sizeof(float));
   b->part_acc = carve(c, (size_t)b->part_rows * b->q_dim * sizeof(float));
@@ -323,6 +479,8 @@ static int allocate_scratch(cuda_backend *b, twin_err *err) {
   }
   carver placer = {.base = b->scratch};
   layout_scratch(b, &placer);
+  b->lin.dequant = b->dequant;
+  b->lin.dequant_elems = b->dequant ? CUDA_DEQUANT_ELEMS : 0;
   CUDA_CHECK(err, cudaMallocHost((void **)&b->meta_host, b->meta_cap * sizeof(int32_t)));
   CUDA_CHECK(err, cudaMallocHost(&b->sampling_host, sampling_bytes(b->base.max_seqs)));
 
@@ -543,6 +701,17 @@ static int prepare_step(cuda_backend *b, const twin_batch *batch, cuda_step *st,
 
 /* ---- the forward --------------------------------------------------------------------------- */
 
+/* y[n][out columns] (bf16) = x . W^T for a fused projection or its parts. */
+static int fused_forward(cuda_backend *b, const cuda_fused *f, const twin_bf16 *x, int ldx,
+                         twin_bf16 *y, int ldy, int n, twin_err *err) {
+  for (int i = 0; i < f->n_parts; i++) {
+    int rc = twin_cuda_linear_forward(&b->lin, &f->part[i], x, ldx, y + f->col[i], 0, ldy, n,
+                                      0.0f, err);
+    if (rc) return rc;
+  }
+  return 0;
+}
+
 /* One decoder layer. On entry y = rmsnorm(x, attn_norm of this layer); on return x has both
  * residual branches added and y = rmsnorm(x, next_norm). */
 static int layer_forward(cuda_backend *b, int l, const cuda_step *st, const twin_bf16 *next_norm,
@@ -554,8 +723,8 @@ static int layer_forward(cuda_backend *b, int l, const cuda_step *st, const twin
   cudaStream_t s = b->stream;
 
   /* attention: x += Wo . attention(rope(Wqkv . y + bqkv)) */
-  CUBLAS_CHECK(err, twin_cuda_gemm(b->cublas, b->y, dim, L->wqkv, b->qkv, 0, n, b->qkv_dim, dim,
-                                   0.0f));
+  int rc = fused_forward(b, &L->qkv, b->y, dim, b->qkv, b->qkv_dim, n, err);
+  if (rc) return rc;
   CUDA_CHECK(err, twin_cuda_rope_kv_write(b->qkv, L->bqkv, b->cos_sin, st->slots, k_cache(b, l),
                                           v_cache(b, l), n, cfg->n_heads, cfg->n_kv_heads, hd, s));
   if (st->n_decode)
@@ -571,16 +740,18 @@ static int layer_forward(cuda_backend *b, int l, const cuda_step *st, const twin
                         st->tile_q0, st->n_tiles, st->seq_start, st->seq_len, st->block_tables,
                         st->max_blocks, cfg->n_heads, cfg->n_kv_heads, hd, b->attn_scale,
                         b->window, s));
-  CUBLAS_CHECK(err, twin_cuda_gemm(b->cublas, b->attn, b->q_dim, L->wo, b->delta, 1, n, dim,
-                                   b->q_dim, 0.0f));
+  rc = twin_cuda_linear_forward(&b->lin, &L->wo, b->attn, b->q_dim, b->delta, 1, dim, n, 0.0f,
+                                err);
+  if (rc) return rc;
   CUDA_CHECK(err, twin_cuda_add_rmsnorm(b->y, b->x, b->delta, L->ffn_norm, n, dim, eps, s));
 
   /* MLP: x += Wdown . (silu(Wgate . y) * (Wup . y)) */
-  CUBLAS_CHECK(err, twin_cuda_gemm(b->cublas, b->y, dim, L->w_gate_up, b->gate_up, 0, n,
-                                   2 * hidden, dim, 0.0f));
+  rc = fused_forward(b, &L->gate_up, b->y, dim, b->gate_up, 2 * hidden, n, err);
+  if (rc) return rc;
   CUDA_CHECK(err, twin_cuda_silu_mul(b->act, b->gate_up, n, hidden, s));
-  CUBLAS_CHECK(err, twin_cuda_gemm(b->cublas, b->act, hidden, L->w_down, b->delta, 1, n, dim,
-                                   hidden, 0.0f));
+  rc = twin_cuda_linear_forward(&b->lin, &L->down, b->act, hidden, b->delta, 1, dim, n, 0.0f,
+                                err);
+  if (rc) return rc;
   CUDA_CHECK(err, twin_cuda_add_rmsnorm(b->y, b->x, b->delta, next_norm, n, dim, eps, s));
   return 0;
 }
@@ -620,8 +791,9 @@ static const uint64_t *sp_u64(const cuda_backend *b, const cuda_step *st, int fi
 /* logits [n_last][vocab] = last . lm_head^T; HEAD_SAMPLE: then one sampled id per row. */
 static int enqueue_head(cuda_backend *b, const cuda_step *st, cuda_head head, twin_err *err) {
   const twin_model_config *cfg = &b->base.cfg;
-  CUBLAS_CHECK(err, twin_cuda_gemm(b->cublas, b->last, cfg->dim, b->lm_head, b->logits, 1,
-                                   st->n_last, cfg->vocab_size, cfg->dim, 0.0f));
+  int rc = twin_cuda_linear_forward(&b->lin, &b->lm_head, b->last, cfg->dim, b->logits, 1,
+                                    cfg->vocab_size, st->n_last, 0.0f, err);
+  if (rc) return rc;
   if (head == HEAD_SAMPLE)
     CUDA_CHECK(err, twin_cuda_sample(b->ids_dev, b->logits, st->n_last, cfg->vocab_size,
                                      sp_f32(b, st, 0), (const int32_t *)sp_f32(b, st, 1),
@@ -688,9 +860,9 @@ static int cuda_forward(twin_backend *base, const twin_batch *batch, float *logi
     const int n_rows = batch->all_logits ? st.n_tokens : st.n_seqs;
     for (int r0 = 0; r0 < n_rows; r0 += b->logit_rows) {
       const int n = n_rows - r0 < b->logit_rows ? n_rows - r0 : b->logit_rows;
-      CUBLAS_CHECK(err, twin_cuda_gemm(b->cublas, rows + (size_t)r0 * cfg->dim, cfg->dim,
-                                       b->lm_head, b->logits, 1, n, cfg->vocab_size, cfg->dim,
-                                       0.0f));
+      rc = twin_cuda_linear_forward(&b->lin, &b->lm_head, rows + (size_t)r0 * cfg->dim,
+                                    cfg->dim, b->logits, 1, cfg->vocab_size, n, 0.0f, err);
+      if (rc) return rc;
       CUDA_CHECK(err, cudaMemcpyAsync(logits + (size_t)r0 * vocab, b->logits,
                                       (size_t)n * vocab * sizeof(float), cudaMemcpyDefault,
                                       b->stream));
@@ -864,6 +1036,8 @@ static int cuda_init(cuda_backend *b, const twin_llama_tensors *t, const twin_ba
   CUBLAS_CHECK(err, cublasSetStream(b->cublas, b->stream));
   CUDA_CHECK(err, cudaMalloc(&b->cublas_workspace, CUDA_CUBLAS_WORKSPACE));
   CUBLAS_CHECK(err, cublasSetWorkspace(b->cublas, b->cublas_workspace, CUDA_CUBLAS_WORKSPACE));
+  b->lin.cublas = b->cublas;
+  b->lin.stream = b->stream;
   int rc = load_weights(b, t, err);
   if (!rc) rc = allocate_scratch(b, err);
   if (!rc) rc = allocate_kv_pool(b, opts, err);
@@ -890,7 +1064,8 @@ int twin_backend_cuda_create_from(const twin_model_config *cfg, const twin_llama
   b->base.max_tokens_per_step =
       opts->max_tokens_per_step ? opts->max_tokens_per_step : CUDA_DEFAULT_MAX_TOKENS;
   b->base.max_seqs = opts->max_seqs ? opts->max_seqs : CUDA_DEFAULT_MAX_SEQS;
-  snprintf(b->base.weights_dtype, sizeof b->base.weights_dtype, "bf16");
+  const char *gemv = getenv("TWIN_CUDA_GEMV");
+  b->lin.gemv = !(gemv && strcmp(gemv, "0") == 0);
   b->q_dim = cfg->n_heads * cfg->head_dim;
   b->kv_dim = cfg->n_kv_heads * cfg->head_dim;
   b->qkv_dim = b->q_dim + 2 * b->kv_dim;

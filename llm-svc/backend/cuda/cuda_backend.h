@@ -15,10 +15,12 @@
 extern "C" {
 #endif
 
-/* Creates the backend from tensors bound by twin_llama_tensors_bind (or built in memory by a
+/* Creates the backend from tensors bound by twin_model_tensors_bind (or built in memory by a
  * test; tensor data may also be device memory), borrowed only during the call: f32, f16 and
- * bf16 are converted to bf16 on the device, q/k/v stacked into one QKV matrix and gate/up into
- * one gate/up matrix per layer.
+ * bf16 are converted to bf16 on the device, GGUF block formats (quant.h) are kept as stored
+ * (the embedding table is decoded to bf16); q/k/v are stacked into one QKV matrix and gate/up
+ * into one gate/up matrix per layer when they share a storage type. Architectures: llama,
+ * mistral, qwen2 (gemma3 is refused with TWIN_EUNSUPPORTED).
  * opts may be NULL (defaults: 2048 tokens a step, 256 sequences, 90% of the device memory left
  * after weights and scratch for the KV pool). Steps that bring one token per sequence run as
  * CUDA graphs (one per batch-size bucket, captured on the bucket's second step) unless the

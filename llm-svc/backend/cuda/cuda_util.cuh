@@ -1,11 +1,17 @@
-/* llm-svc/backend/cuda/cuda_util.cuh — device helpers shared by the kernel files (CUDA C++ only):
- * bf16 <-> fp32 of 16-byte vectors, warp and block reductions. Everything here is
- * static __device__ inline; nothing is exported. */
+/* llm-svc/backend/cuda/cuda_util.cuh — helpers shared by the kernel files (CUDA C++ only):
+ * bf16 <-> fp32 of 16-byte vectors, warp and block reductions, and programmatic dependent
+ * launch (PDL): twin_launch and the pdl_* device calls. Everything here is static inline;
+ * nothing is exported. */
 #ifndef TWIN_BACKEND_CUDA_UTIL_CUH
 #define TWIN_BACKEND_CUDA_UTIL_CUH
 
 #include <cuda_bf16.h>
+#include <cuda_runtime.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <utility>
 
 #define TWIN_FULL_MASK 0xffffffffu
 
@@ -64,6 +70,63 @@ static __device__ __forceinline__ float block_max(float v, float *scratch) {
   __syncthreads();
   v = lane < n_warps ? scratch[lane] : -INFINITY;
   return warp_max(v);
+}
+
+/* ---- programmatic dependent launch -----------------------------------------------------------
+ * A kernel launched through twin_launch may be scheduled while the kernel before it on the
+ * stream is still running (sm_90 PDL), which hides the launch gap between small decode kernels
+ * and lets a projection start streaming its weights early. Contract for such a kernel: every
+ * thread calls pdl_wait() (or pdl_enter()) before it touches memory an earlier kernel writes or
+ * reads (activations, the KV cache, outputs), on every path, early returns included; only
+ * memory nothing on the stream ever writes (weights) may be read before. pdl_wait returns once
+ * the previous kernel has completed and its writes are visible, and since that kernel waited
+ * for its own predecessor the same way, for everything before it too. pdl_trigger() lets the
+ * next kernel be scheduled before this one ends. TWIN_CUDA_PDL=0 in the environment turns the
+ * early launch off (the calls then return at once). */
+static __device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+static __device__ __forceinline__ void pdl_trigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+/* The usual start of a kernel that reads nothing before its predecessor is done. */
+static __device__ __forceinline__ void pdl_enter() {
+  pdl_wait();
+  pdl_trigger();
+}
+
+/* 1 unless the environment has TWIN_CUDA_PDL=0 (read once per file that launches). */
+static inline int twin_cuda_pdl_enabled() {
+  static const int enabled = [] {
+    const char *v = getenv("TWIN_CUDA_PDL");
+    return v && strcmp(v, "0") == 0 ? 0 : 1;
+  }();
+  return enabled;
+}
+
+/* kernel<<<grid, block, smem, stream>>>(args...) with the PDL attribute (see above). Returns the
+ * launch's error. */
+template <typename... Params, typename... Args>
+static inline cudaError_t twin_launch(void (*kernel)(Params...), dim3 grid, dim3 block,
+                                      size_t smem, cudaStream_t stream, Args &&...args) {
+  cudaLaunchAttribute attr;
+  memset(&attr, 0, sizeof attr);
+  attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr.val.programmaticStreamSerializationAllowed = twin_cuda_pdl_enabled();
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = stream;
+  cfg.attrs = &attr;
+  cfg.numAttrs = 1;
+  return cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
 }
 
 #endif

@@ -9,6 +9,7 @@ template <typename OutT>
 static __global__ void embed_vec8_kernel(OutT *__restrict__ out /* [n][dim] */,
                                          const twin_bf16 *__restrict__ table /* [rows][dim] */,
                                          const int32_t *__restrict__ ids /* [n] */, int dim) {
+  pdl_enter();
   const int t = blockIdx.x;
   const uint4 *src = reinterpret_cast<const uint4 *>(table + (size_t)ids[t] * dim);
   const int n_vec = dim / 8;
@@ -30,6 +31,7 @@ static __global__ void embed_vec8_kernel(OutT *__restrict__ out /* [n][dim] */,
 template <typename OutT>
 static __global__ void embed_scalar_kernel(OutT *__restrict__ out, const twin_bf16 *__restrict__ table,
                                            const int32_t *__restrict__ ids, int dim) {
+  pdl_enter();
   const int t = blockIdx.x;
   const twin_bf16 *src = table + (size_t)ids[t] * dim;
   for (int i = threadIdx.x; i < dim; i += blockDim.x) {
@@ -50,10 +52,8 @@ static cudaError_t embed_launch(OutT *out, const twin_bf16 *table, const int32_t
   const int per_row = vec ? dim / 8 : dim;
   const int threads = per_row >= 256 ? 256 : ((per_row + 31) / 32) * 32;
   if (vec)
-    embed_vec8_kernel<OutT><<<n, threads, 0, stream>>>(out, table, ids, dim);
-  else
-    embed_scalar_kernel<OutT><<<n, threads, 0, stream>>>(out, table, ids, dim);
-  return cudaGetLastError();
+    return twin_launch(embed_vec8_kernel<OutT>, n, threads, 0, stream, out, table, ids, dim);
+  return twin_launch(embed_scalar_kernel<OutT>, n, threads, 0, stream, out, table, ids, dim);
 }
 
 extern "C" cudaError_t twin_cuda_embed_f32(float *out, const twin_bf16 *table, const int32_t *ids,

@@ -13,11 +13,12 @@
 extern "C" {
 #endif
 
-/* y[n][m] = x[n][k] . w[m][k]^T + beta * y[n][m]; x rows are ldx apart (ldx >= k); y is fp32
- * when y_f32, else bf16. n, m, k > 0. */
+/* y[n][m] = x[n][k] . w[m][k]^T + beta * y[n][m]; x rows are ldx apart (ldx >= k), y rows ldy
+ * apart (ldy >= m: y may be a band of columns of a wider matrix); y is fp32 when y_f32, else
+ * bf16. n, m, k > 0. */
 cublasStatus_t twin_cuda_gemm(cublasHandle_t handle, const twin_bf16 *x /* [n][ldx] */, int ldx,
-                              const twin_bf16 *w /* [m][k] */, void *y /* [n][m] */, int y_f32,
-                              int n, int m, int k, float beta);
+                              const twin_bf16 *w /* [m][k] */, void *y /* [n][ldy] */, int y_f32,
+                              int ldy, int n, int m, int k, float beta);
 
 #ifdef __cplusplus
 }

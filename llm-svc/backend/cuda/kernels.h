@@ -153,28 +153,82 @@ typedef enum { TWIN_CUDA_SRC_F32 = 0, TWIN_CUDA_SRC_F16 = 1 } twin_cuda_src_type
 cudaError_t twin_cuda_convert_to_bf16(twin_bf16 *dst /* [n] */, const void *src /* [n] */,
                                       twin_cuda_src_type src_type, size_t n, cudaStream_t stream);
 
-/* ---- block-quantized weights (gemv_quant.cu) ------------------------------------------------
- * w holds rows of ggml blocks (llm-svc/model/quant.h; Q4_0, Q4_1, Q5_0, Q8_0, Q4_K, Q5_K, Q6_K)
- * back to back: row r starts at byte r * (cols / block elems) * block bytes. cols must be a
- * multiple of the type's block length (32, or 256 for the k-quants). w must be 16-byte aligned
- * and readable up to the next multiple of 16 bytes past its end (cudaMalloc's allocations are).
- * The dequantized values equal twin_dequantize_row's (quant.c) bit for bit. */
+/* ---- bf16 GEMV (gemv_bf16.cu) ---------------------------------------------------------------
+ * The decode-step projections at 1..TWIN_CUDA_GEMV_MAX_N tokens, written for weight bandwidth
+ * (tensor-core tiles of 16 weight rows, 16-byte loads straight to registers). */
 
-#define TWIN_CUDA_GEMV_MAX_N 8 /* tokens one twin_cuda_gemv_quant call serves */
+#define TWIN_CUDA_GEMV_MAX_N 8 /* tokens one GEMV call (bf16 or quantized) serves */
+
+/* y[t][r] = sum_c x[t][c] * w[r][c] + beta * y[t][r] for t < n (1 .. TWIN_CUDA_GEMV_MAX_N),
+ * r < rows: row t of x at x + t*ldx, row t of y at y + t*ldy (y may be a band of columns of a
+ * wider matrix, e.g. the fused QKV output); fp32 accumulation; y fp32 when y_f32, else bf16
+ * (rounded to nearest even); y is not read when beta == 0. cols a multiple of 8; x and w
+ * 16-byte aligned, ldx a multiple of 8 (>= cols), ldy >= rows. Deterministic (the same inputs
+ * give the same bits), no allocation, no host synchronisation: capturable in a CUDA graph.
+ * cudaErrorInvalidValue for arguments it cannot serve. */
+cudaError_t twin_cuda_gemv_bf16(void *y /* [n][ldy] */, int y_f32, int ldy,
+                                const twin_bf16 *x /* [n][ldx] */, int ldx,
+                                const twin_bf16 *w /* [rows][cols] */, int n, int rows, int cols,
+                                float beta, cudaStream_t stream);
+
+/* Tuning: the kernel exists in a few compiled shapes (warps per block, chunks per round, row
+ * tiles per block); twin_cuda_gemv_bf16 picks one from (rows, cols). The harness times each so
+ * the choice can be checked on a new GPU. variant in [0, count) or -1 (the launcher's choice). */
+int twin_cuda_gemv_bf16_variant_count(void);
+const char *twin_cuda_gemv_bf16_variant_name(int variant); /* static string */
+int twin_cuda_gemv_bf16_auto_variant(int rows, int cols);
+cudaError_t twin_cuda_gemv_bf16_variant(int variant, void *y /* [n][ldy] */, int y_f32, int ldy,
+                                        const twin_bf16 *x /* [n][ldx] */, int ldx,
+                                        const twin_bf16 *w /* [rows][cols] */, int n, int rows,
+                                        int cols, float beta, cudaStream_t stream);
+
+/* ---- block-quantized weights (gemv_quant.cu) ------------------------------------------------
+ * w holds rows of ggml blocks (llm-svc/model/quant.h; Q4_0, Q4_1, Q5_0, Q8_0, Q4_K, Q5_K, Q6_K):
+ * row r starts at byte r * twin_cuda_quant_row_stride(type, cols) of w, its (cols / block
+ * elems) blocks back to back. The stride is the row's byte count rounded up to 16, so for the
+ * usual shapes (cols a multiple of 256; of 2048 for Q6_K) it IS the byte count and a GGUF
+ * tensor is used as stored; otherwise the backend must lay the rows out at that stride (e.g.
+ * cudaMemcpy2D), the padding bytes are never read as weights. cols must be a multiple of the
+ * type's block length (32, or 256 for the k-quants). w must be 16-byte aligned (cudaMalloc's
+ * allocations are) and hold rows * stride bytes. The dequantized values equal
+ * twin_dequantize_row's (quant.c) bit for bit. */
+
+/* Bytes between rows of a block-quantized matrix as these kernels read it: the row's bytes
+ * rounded up to a multiple of 16. 0 for a type that is not block-quantized or a cols that is
+ * not a multiple of its block. */
+size_t twin_cuda_quant_row_stride(twin_dtype type, int cols);
 
 /* y[t][r] = sum_c x[t][c] * dequant(w)[r][c] + beta * y[t][r] for t < n (1 ..
- * TWIN_CUDA_GEMV_MAX_N), fp32 accumulation (y is not read when beta == 0); x is [n][cols] fp32,
- * or bf16 when x_bf16 (16-byte aligned); y is [n][rows] fp32 when y_f32, else bf16. The
- * decode-step projection: the weights are read once for all n rows. */
-cudaError_t twin_cuda_gemv_quant(void *y /* [n][rows] */, int y_f32, const void *x /* [n][cols] */,
-                                 int x_bf16, const void *w /* [rows][cols / block] blocks */,
-                                 twin_dtype w_type, int n, int rows, int cols, float beta,
-                                 cudaStream_t stream);
+ * TWIN_CUDA_GEMV_MAX_N), r < rows, fp32 accumulation (y is not read when beta == 0): row t of
+ * x at x + t*ldx elements, row t of y at y + t*ldy elements (ldy >= rows: y may be a band of a
+ * wider matrix, e.g. the fused QKV output). x is bf16 when x_bf16 (the fast path: tensor cores on
+ * the integer quants, scales applied per block in fp32), else fp32 (a slower CUDA-core path kept
+ * for completeness); x 16-byte aligned, ldx >= cols and a multiple of 8 (bf16) or 4 (fp32).
+ * y is fp32 when y_f32, else bf16. The decode-step projection: the weights are read once for all
+ * n rows. Deterministic, no allocation, no host synchronisation (capturable in a CUDA graph).
+ * cudaErrorInvalidValue for arguments it cannot serve. */
+cudaError_t twin_cuda_gemv_quant(void *y /* [n][ldy] */, int y_f32, int ldy,
+                                 const void *x /* [n][ldx] */, int x_bf16, int ldx,
+                                 const void *w /* [rows][stride] blocks */, twin_dtype w_type,
+                                 int n, int rows, int cols, float beta, cudaStream_t stream);
+
+/* Tuning, as for the bf16 GEMV: compiled shapes of the bf16-x kernel (warps per block, row tiles
+ * per warp; the pipeline depth follows from the format), timed by the harness. variant in
+ * [0, count) or -1 (the launcher's choice); a variant that does not exist for w_type, or x fp32
+ * with a variant >= 0, gives cudaErrorInvalidValue. */
+int twin_cuda_gemv_quant_variant_count(void);
+const char *twin_cuda_gemv_quant_variant_name(int variant); /* static string */
+cudaError_t twin_cuda_gemv_quant_variant(int variant, void *y /* [n][ldy] */, int y_f32, int ldy,
+                                         const void *x /* [n][ldx] */, int x_bf16, int ldx,
+                                         const void *w /* [rows][stride] blocks */,
+                                         twin_dtype w_type, int n, int rows, int cols, float beta,
+                                         cudaStream_t stream);
 
 /* out[r][c] = bf16(dequant(w)[r][c]) (round to nearest even): the prefill path dequantizes a
- * weight, then multiplies through cuBLAS (gemm.h). out 16-byte aligned. */
+ * weight, then multiplies through cuBLAS (gemm.h). w rows at twin_cuda_quant_row_stride(w_type,
+ * cols) as above; out 16-byte aligned. */
 cudaError_t twin_cuda_dequantize_bf16(twin_bf16 *out /* [rows][cols] */,
-                                      const void *w /* [rows][cols / block] blocks */,
+                                      const void *w /* [rows][stride] blocks */,
                                       twin_dtype w_type, int64_t rows, int cols,
                                       cudaStream_t stream);
 

@@ -11,6 +11,7 @@ static __global__ void rmsnorm_kernel(twin_bf16 *__restrict__ y /* [n][dim] */,
                                       const float *__restrict__ delta /* [n][dim] when ADD */,
                                       const twin_bf16 *__restrict__ w /* [dim] */, int dim,
                                       float eps) {
+  pdl_enter();
   __shared__ float scratch[32];
   const size_t row = blockIdx.x;
   float *xr = x + row * dim;
@@ -77,10 +78,8 @@ static cudaError_t rmsnorm_launch(twin_bf16 *y, float *x, const float *delta, co
   const int per_row = vec ? dim / 4 : dim;
   const int threads = per_row >= 1024 ? 1024 : per_row >= 256 ? 256 : ((per_row + 31) / 32) * 32;
   if (vec)
-    rmsnorm_kernel<ADD, true><<<n, threads, 0, stream>>>(y, x, delta, w, dim, eps);
-  else
-    rmsnorm_kernel<ADD, false><<<n, threads, 0, stream>>>(y, x, delta, w, dim, eps);
-  return cudaGetLastError();
+    return twin_launch(rmsnorm_kernel<ADD, true>, n, threads, 0, stream, y, x, delta, w, dim, eps);
+  return twin_launch(rmsnorm_kernel<ADD, false>, n, threads, 0, stream, y, x, delta, w, dim, eps);
 }
 
 extern "C" cudaError_t twin_cuda_rmsnorm(twin_bf16 *y, const float *x, const twin_bf16 *w, int n,

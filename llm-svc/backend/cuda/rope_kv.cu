@@ -11,6 +11,7 @@ static __global__ void rope_table_kernel(float2 *__restrict__ cos_sin /* [n][hd/
                                          const int32_t *__restrict__ positions /* [n] */,
                                          const double *__restrict__ inv_freq /* [hd/2] */, int n,
                                          int half) {
+  pdl_enter();
   const size_t k = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
   if (k >= (size_t)n * half) return;
   const double angle = (double)positions[k / half] * inv_freq[k % half];
@@ -28,6 +29,7 @@ static __global__ void rope_kv_kernel(__nv_bfloat16 *__restrict__ qkv /* [n][(nh
                                       __nv_bfloat16 *__restrict__ k_cache /* [blocks][nkv][16][hd] */,
                                       __nv_bfloat16 *__restrict__ v_cache /* [blocks][nkv][16][hd] */,
                                       int n_heads, int n_kv_heads, int hd) {
+  pdl_enter();
   const int t = blockIdx.x;
   const int row_len = (n_heads + 2 * n_kv_heads) * hd;
   __nv_bfloat16 *row = qkv + (size_t)t * row_len;
@@ -90,9 +92,8 @@ extern "C" cudaError_t twin_cuda_rope_table(float *cos_sin, const int32_t *posit
     return cudaErrorInvalidValue;
   if (n == 0) return cudaSuccess;
   const size_t items = (size_t)n * (head_dim / 2);
-  rope_table_kernel<<<(unsigned)((items + 255) / 256), 256, 0, stream>>>(
-      reinterpret_cast<float2 *>(cos_sin), positions, inv_freq, n, head_dim / 2);
-  return cudaGetLastError();
+  return twin_launch(rope_table_kernel, (unsigned)((items + 255) / 256), 256, 0, stream,
+                     reinterpret_cast<float2 *>(cos_sin), positions, inv_freq, n, head_dim / 2);
 }
 
 extern "C" cudaError_t twin_cuda_rope_kv_write(twin_bf16 *qkv, const twin_bf16 *qkv_bias,
@@ -106,9 +107,9 @@ extern "C" cudaError_t twin_cuda_rope_kv_write(twin_bf16 *qkv, const twin_bf16 *
       (reinterpret_cast<uintptr_t>(cos_sin) & 7) != 0)
     return cudaErrorInvalidValue;
   if (n == 0) return cudaSuccess;
-  rope_kv_kernel<<<n, 128, 0, stream>>>(
-      reinterpret_cast<__nv_bfloat16 *>(qkv), reinterpret_cast<const __nv_bfloat16 *>(qkv_bias),
-      reinterpret_cast<const float2 *>(cos_sin), slot_mapping, reinterpret_cast<__nv_bfloat16 *>(k_cache),
-      reinterpret_cast<__nv_bfloat16 *>(v_cache), n_heads, n_kv_heads, head_dim);
-  return cudaGetLastError();
+  return twin_launch(rope_kv_kernel, n, 128, 0, stream, reinterpret_cast<__nv_bfloat16 *>(qkv),
+                     reinterpret_cast<const __nv_bfloat16 *>(qkv_bias),
+                     reinterpret_cast<const float2 *>(cos_sin), slot_mapping,
+                     reinterpret_cast<__nv_bfloat16 *>(k_cache),
+                     reinterpret_cast<__nv_bfloat16 *>(v_cache), n_heads, n_kv_heads, head_dim);
 }

@@ -83,6 +83,7 @@ static __device__ arg_best row_argmax(const float *x, int vocab, float inv_t, fl
 /* v1: one block per row, strided scalar loads. */
 static __global__ void __launch_bounds__(SAMPLE_THREADS)
 argmax_kernel(int32_t *__restrict__ ids, const float *__restrict__ logits /* [n][vocab] */, int vocab) {
+  pdl_enter();
   __shared__ float sv[32];
   __shared__ int si[32];
   const arg_best a = row_argmax(logits + (size_t)blockIdx.x * vocab, vocab, 1.0f, sv, si);
@@ -140,6 +141,7 @@ sample_kernel(int32_t *__restrict__ ids, const float *__restrict__ logits /* [n]
               const float *__restrict__ temperature, const int32_t *__restrict__ top_k,
               const float *__restrict__ top_p, const float *__restrict__ min_p,
               const uint64_t *__restrict__ seed, const uint64_t *__restrict__ offset) {
+  pdl_enter();
   __shared__ float sv[32];
   __shared__ int si[32];
   __shared__ unsigned hist[256];
@@ -261,8 +263,7 @@ extern "C" cudaError_t twin_cuda_argmax(int32_t *ids, const float *logits, int n
                                         cudaStream_t stream) {
   if (n < 0 || vocab <= 0 || !ids || !logits) return cudaErrorInvalidValue;
   if (n == 0) return cudaSuccess;
-  argmax_kernel<<<n, SAMPLE_THREADS, 0, stream>>>(ids, logits, vocab);
-  return cudaGetLastError();
+  return twin_launch(argmax_kernel, n, SAMPLE_THREADS, 0, stream, ids, logits, vocab);
 }
 
 extern "C" cudaError_t twin_cuda_sample(int32_t *ids, const float *logits, int n, int vocab,
@@ -274,7 +275,6 @@ extern "C" cudaError_t twin_cuda_sample(int32_t *ids, const float *logits, int n
       !seed || !offset)
     return cudaErrorInvalidValue;
   if (n == 0) return cudaSuccess;
-  sample_kernel<<<n, SAMPLE_THREADS, 0, stream>>>(ids, logits, vocab, temperature, top_k, top_p,
-                                                   min_p, seed, offset);
-  return cudaGetLastError();
+  return twin_launch(sample_kernel, n, SAMPLE_THREADS, 0, stream, ids, logits, vocab, temperature,
+                     top_k, top_p, min_p, seed, offset);
 }

@@ -10,6 +10,7 @@ static __device__ __forceinline__ float silu(float g) { return g / (1.0f + expf(
 static __global__ void silu_mul_vec8_kernel(uint4 *__restrict__ out /* [n][hidden/8] */,
                                             const uint4 *__restrict__ gate_up /* [n][2*hidden/8] */,
                                             int n, int hidden8) {
+  pdl_enter();
   const size_t total = (size_t)n * hidden8;
   for (size_t k = blockIdx.x * (size_t)blockDim.x + threadIdx.x; k < total;
        k += (size_t)gridDim.x * blockDim.x) {
@@ -26,6 +27,7 @@ static __global__ void silu_mul_vec8_kernel(uint4 *__restrict__ out /* [n][hidde
 static __global__ void silu_mul_scalar_kernel(__nv_bfloat16 *__restrict__ out /* [n][hidden] */,
                                               const __nv_bfloat16 *__restrict__ gate_up /* [n][2*hidden] */,
                                               int n, int hidden) {
+  pdl_enter();
   const size_t total = (size_t)n * hidden;
   for (size_t k = blockIdx.x * (size_t)blockDim.x + threadIdx.x; k < total;
        k += (size_t)gridDim.x * blockDim.x) {
@@ -47,11 +49,10 @@ extern "C" cudaError_t twin_cuda_silu_mul(twin_bf16 *out, const twin_bf16 *gate_
   size_t blocks = (items + threads - 1) / threads;
   if (blocks > 132 * 16) blocks = 132 * 16; /* a few waves of the chip; the loop does the rest */
   if (vec)
-    silu_mul_vec8_kernel<<<(unsigned)blocks, threads, 0, stream>>>(
-        reinterpret_cast<uint4 *>(out), reinterpret_cast<const uint4 *>(gate_up), n, hidden / 8);
-  else
-    silu_mul_scalar_kernel<<<(unsigned)blocks, threads, 0, stream>>>(
-        reinterpret_cast<__nv_bfloat16 *>(out), reinterpret_cast<const __nv_bfloat16 *>(gate_up),
-        n, hidden);
-  return cudaGetLastError();
+    return twin_launch(silu_mul_vec8_kernel, (unsigned)blocks, threads, 0, stream,
+                       reinterpret_cast<uint4 *>(out), reinterpret_cast<const uint4 *>(gate_up),
+                       n, hidden / 8);
+  return twin_launch(silu_mul_scalar_kernel, (unsigned)blocks, threads, 0, stream,
+                     reinterpret_cast<__nv_bfloat16 *>(out),
+                     reinterpret_cast<const __nv_bfloat16 *>(gate_up), n, hidden);
 }
