@@ -222,15 +222,25 @@ static void layout_weights(cuda_backend *b, const twin_llama_tensors *t, carver 
   }
 }
 
+/* Checks that block-format tensor t holds `rows` rows of `cols` elements; *src_row = the bytes of
+ * one row in the file. */
+static int check_block_rows(const twin_tensor *t, int64_t rows, int cols, size_t *src_row,
+                            twin_err *err) {
+  *src_row = twin_dtype_bytes_for(t->dtype, cols);
+  if (!t->data || *src_row == 0 || t->nbytes < (size_t)rows * *src_row)
+    return twin_err_set(err, TWIN_EFORMAT, "cuda backend: tensor '%s' holds %zu bytes, fewer than "
+                        "%lld rows of %d %s values need", t->name, t->nbytes, (long long)rows,
+                        cols, twin_dtype_name(t->dtype));
+  return 0;
+}
+
 /* Copies a block-format tensor t (rows of `cols` elements) into its matrix as stored, one row
  * every row_bytes. */
 static int upload_blocks(cuda_backend *b, void *dst, size_t row_bytes, const twin_tensor *t,
                          int64_t rows, int cols, twin_err *err) {
-  const size_t src_row = twin_dtype_bytes_for(t->dtype, cols);
-  if (!t->data || src_row == 0 || t->nbytes < (size_t)rows * src_row)
-    return twin_err_set(err, TWIN_EFORMAT, "cuda backend: tensor '%s' holds %zu bytes, fewer than "
-                        "%lld rows of %d %s values need", t->name, t->nbytes, (long long)rows,
-                        cols, twin_dtype_name(t->dtype));
+  size_t src_row;
+  int rc = check_block_rows(t, rows, cols, &src_row, err);
+  if (rc) return rc;
   CUDA_CHECK(err, cudaMemcpy2DAsync(dst, row_bytes, t->data, src_row, src_row, (size_t)rows,
                                     cudaMemcpyDefault, b->stream));
   return 0;
@@ -239,12 +249,10 @@ static int upload_blocks(cuda_backend *b, void *dst, size_t row_bytes, const twi
 /* Decodes a block-format tensor t ([rows][cols]) to bf16 in dst through the staging buffer. */
 static int upload_dequantized(cuda_backend *b, twin_bf16 *dst, const twin_tensor *t, int64_t rows,
                               int cols, void *staging, twin_err *err) {
-  const size_t src_row = twin_dtype_bytes_for(t->dtype, cols);
+  size_t src_row;
+  int rc = check_block_rows(t, rows, cols, &src_row, err);
+  if (rc) return rc;
   const size_t dev_row = twin_cuda_linear_row_bytes(t->dtype, cols);
-  if (!t->data || src_row == 0 || t->nbytes < (size_t)rows * src_row)
-    return twin_err_set(err, TWIN_EFORMAT, "cuda backend: tensor '%s' holds %zu bytes, fewer than "
-                        "%lld rows of %d %s values need", t->name, t->nbytes, (long long)rows,
-                        cols, twin_dtype_name(t->dtype));
   const int64_t band = (int64_t)(CUDA_STAGING_BYTES / dev_row);
   for (int64_t r0 = 0; r0 < rows; r0 += band) {
     const int64_t n = rows - r0 < band ? rows - r0 : band;

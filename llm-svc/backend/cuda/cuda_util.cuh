@@ -72,6 +72,21 @@ static __device__ __forceinline__ float block_max(float v, float *scratch) {
   return warp_max(v);
 }
 
+/* y[o] = v + beta * y[o] (y not read when beta == 0), y fp32 when y_f32 else bf16 (rounded to
+ * nearest even): how the projection kernels store an output element. */
+static __device__ __forceinline__ void store_out(void *y, int y_f32, size_t o, float v,
+                                                 float beta) {
+  if (y_f32) {
+    float *yf = static_cast<float *>(y);
+    if (beta != 0.0f) v = fmaf(beta, yf[o], v);
+    yf[o] = v;
+  } else {
+    __nv_bfloat16 *yb = static_cast<__nv_bfloat16 *>(y);
+    if (beta != 0.0f) v = fmaf(beta, __bfloat162float(yb[o]), v);
+    yb[o] = __float2bfloat16_rn(v);
+  }
+}
+
 /* ---- programmatic dependent launch -----------------------------------------------------------
  * A kernel launched through twin_launch may be scheduled while the kernel before it on the
  * stream is still running (sm_90 PDL), which hides the launch gap between small decode kernels

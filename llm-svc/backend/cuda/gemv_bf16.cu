@@ -148,16 +148,7 @@ gemv_bf16_kernel(void *__restrict__ y /* [n][ldy] */, int y_f32, int ldy,
     float v = 0.0f;
 #pragma unroll
     for (int k = 0; k < W; k++) v += partial[k][r][tok];
-    const size_t o = (size_t)tok * ldy + row;
-    if (y_f32) {
-      float *yf = static_cast<float *>(y);
-      if (beta != 0.0f) v = fmaf(beta, yf[o], v);
-      yf[o] = v;
-    } else {
-      __nv_bfloat16 *yb = static_cast<__nv_bfloat16 *>(y);
-      if (beta != 0.0f) v = fmaf(beta, __bfloat162float(yb[o]), v);
-      yb[o] = __float2bfloat16_rn(v);
-    }
+    store_out(y, y_f32, (size_t)tok * ldy + row, v, beta);
   }
 }
 

@@ -607,16 +607,7 @@ static __device__ __forceinline__ void reduce_store(float *scratch, const float 
     float v = 0.0f;
 #pragma unroll
     for (int k = 0; k < W; k++) v += partial[k][r][tok];
-    const size_t o = (size_t)tok * ldy + row;
-    if (y_f32) {
-      float *yf = static_cast<float *>(y);
-      if (beta != 0.0f) v = fmaf(beta, yf[o], v);
-      yf[o] = v;
-    } else {
-      __nv_bfloat16 *yb = static_cast<__nv_bfloat16 *>(y);
-      if (beta != 0.0f) v = fmaf(beta, __bfloat162float(yb[o]), v);
-      yb[o] = __float2bfloat16_rn(v);
-    }
+    store_out(y, y_f32, (size_t)tok * ldy + row, v, beta);
   }
 }
 
@@ -784,18 +775,8 @@ gemv_kernel(void *__restrict__ y /* [n][ldy] */, int y_f32, int ldy,
     for (int t = 0; t < NMAX; t++) {
       if (t >= n) continue;
       float v = warp_sum(acc[r][t]);
-      if (lane == 0 && row0 + r < rows) {
-        const size_t o = (size_t)t * ldy + row0 + r;
-        if (y_f32) {
-          float *yf = static_cast<float *>(y);
-          if (beta != 0.0f) v = fmaf(beta, yf[o], v);
-          yf[o] = v;
-        } else {
-          __nv_bfloat16 *yb = static_cast<__nv_bfloat16 *>(y);
-          if (beta != 0.0f) v = fmaf(beta, __bfloat162float(yb[o]), v);
-          yb[o] = __float2bfloat16_rn(v);
-        }
-      }
+      if (lane == 0 && row0 + r < rows)
+        store_out(y, y_f32, (size_t)t * ldy + row0 + r, v, beta);
     }
   }
 }
