@@ -41,6 +41,7 @@ lib_srcs=("$root"/llm-svc/backend/cuda/*.cu
           "$root"/llm-svc/backend/cuda/cuda_check.c
           "$root"/llm-svc/backend/cuda/gemm.c
           "$root"/llm-svc/backend/cuda/linear.c
+          "$root"/llm-svc/backend/cuda/profile.c
           "$root"/common/error.c
           "$root"/llm-svc/model/tensor.c
           "$root"/llm-svc/model/rope.c
@@ -92,7 +93,7 @@ lib_objs=()
 for src in "${lib_srcs[@]}"; do lib_objs+=("$(obj_of "$src")"); done
 for src in "${test_srcs[@]}"; do
   name=$(basename "$src" .cu)
-  "$nvcc" -arch=sm_90 -o "$out/$name" "$(obj_of "$src")" "${lib_objs[@]}" -lcublas -lm \
+  "$nvcc" -arch=sm_90 -o "$out/$name" "$(obj_of "$src")" "${lib_objs[@]}" -lcublasLt -lcublas -lm \
     -Xlinker --gc-sections
 done
 echo "build.sh: programs in $out: $(cd "$out" && ls test_* bench_* | tr '\n' ' ')"

@@ -14,7 +14,7 @@
 static const double kCopyGBs = 4262.0; /* H200 device-to-device copy (NOTES, run 2) */
 
 /* the result as floats: n rows of `rows` values, ldy apart, fp32 or bf16 */
-static std::vector<float> download_y(const void *d_y, int y_f32, int n, int rows, int ldy) {
+static inline std::vector<float> download_y(const void *d_y, int y_f32, int n, int rows, int ldy) {
   std::vector<float> out((size_t)n * rows);
   if (y_f32) {
     const std::vector<float> h = dev_download((const float *)d_y, (size_t)n * ldy);
@@ -29,7 +29,7 @@ static std::vector<float> download_y(const void *d_y, int y_f32, int n, int rows
 
 /* true when every byte of y outside its n x rows values (the ldy gaps and 64 bytes past the
  * end) still holds the poison 0xFF */
-static bool gaps_untouched(const void *d_y, int y_f32, int n, int rows, int ldy) {
+static inline bool gaps_untouched(const void *d_y, int y_f32, int n, int rows, int ldy) {
   const size_t es = y_f32 ? 4 : 2, total = (size_t)n * ldy * es + 64;
   std::vector<uint8_t> h(total);
   CK(cudaDeviceSynchronize());
@@ -45,7 +45,7 @@ static bool gaps_untouched(const void *d_y, int y_f32, int n, int rows, int ldy)
 /* Per-launch time of `per` launches back to back between one pair of events (as in a decode
  * step, where the next kernel's launch overlaps this one; with programmatic dependent launch
  * the next GEMV also starts streaming its weights early): median over `reps` sequences. */
-static double time_seq_ms(const std::function<void(int)> &fn, int per = 20, int reps = 9) {
+static inline double time_seq_ms(const std::function<void(int)> &fn, int per = 20, int reps = 9) {
   cudaEvent_t a, b;
   CK(cudaEventCreate(&a));
   CK(cudaEventCreate(&b));
@@ -81,7 +81,7 @@ static __global__ void predecessor_kernel(long long cycles) {
 /* Time a projection adds to a decode step: per-pair time of 20 (predecessor, projection) pairs
  * back to back, minus the predecessor alone. The projection may start streaming its weights
  * while the predecessor runs, as it does in the backend's CUDA graph. */
-static double time_after_predecessor_ms(const std::function<void(int)> &fn) {
+static inline double time_after_predecessor_ms(const std::function<void(int)> &fn) {
   const long long cycles = 4000; /* ~2 us */
   const double both = time_seq_ms([&](int i) {
     CK(twin_launch(predecessor_kernel, 1, 32, 0, (cudaStream_t)0, cycles));

@@ -35,6 +35,8 @@ struct attn_batch {
   twin_bf16 *d_q = nullptr, *d_kc = nullptr, *d_vc = nullptr, *d_out = nullptr;
   float *d_part_acc = nullptr, *d_part_ml = nullptr;
   int32_t *d_partition = nullptr;
+  unsigned *d_counters = nullptr; /* [decode][nh] split counters, zero */
+  bool split_counters = true;     /* the last split combines; false: the reduce kernel */
   int partition = 0, max_splits = 1;
 
   attn_batch(rng &r, int hd_, int nh_, int nkv_, int window_, const std::vector<int> &n_new,
@@ -104,11 +106,14 @@ struct attn_batch {
     const size_t parts = std::max<size_t>(1, decode.size()) * nh * max_splits;
     d_part_acc = dev_poisoned<float>(parts * hd);
     d_part_ml = dev_poisoned<float>(parts * 2);
+    CK(cudaMalloc(&d_counters, std::max<size_t>(1, decode.size()) * nh * sizeof(unsigned)));
+    CK(cudaMemset(d_counters, 0, std::max<size_t>(1, decode.size()) * nh * sizeof(unsigned)));
   }
   ~attn_batch() {
     cudaFree(d_seq_start); cudaFree(d_seq_len); cudaFree(d_tables); cudaFree(d_decode);
     cudaFree(d_tile_seq); cudaFree(d_tile_q0); cudaFree(d_q); cudaFree(d_kc); cudaFree(d_vc);
     cudaFree(d_out); cudaFree(d_part_acc); cudaFree(d_part_ml); cudaFree(d_partition);
+    cudaFree(d_counters);
   }
   attn_batch(const attn_batch &) = delete;
   attn_batch &operator=(const attn_batch &) = delete;
@@ -118,7 +123,8 @@ struct attn_batch {
   cudaError_t run_decode(int first, int n) const {
     return twin_cuda_attention_decode(d_out, d_q, q_stride, d_kc, d_vc, d_decode + first, d_seq_start,
                                       d_seq_len, d_tables, max_blocks, n, nh, nkv, hd, scale(),
-                                      window, d_partition, max_splits, d_part_acc, d_part_ml, 0);
+                                      window, d_partition, max_splits, d_part_acc, d_part_ml,
+                                      split_counters ? d_counters : nullptr, 0);
   }
   cudaError_t run_prefill(twin_bf16 *out = nullptr) const {
     return twin_cuda_attention_prefill(out ? out : d_out, d_q, q_stride, d_kc, d_vc, d_tile_seq,
@@ -201,6 +207,18 @@ static void run_scenario(harness &h, rng &r, const scenario &sc) {
   if (!b.decode.empty()) {
     snprintf(name, sizeof name, "attn_decode %s (splits<=%d)", sc.name, b.max_splits);
     h.report(name, check_rows(r, b, b.decode, out, 0), 1e-2);
+    if (b.max_splits > 1) { /* the reduce kernel instead of the last split: the same bits */
+      b.split_counters = false;
+      CK(b.run_decode(0, (int)b.decode.size()));
+      b.split_counters = true;
+      const std::vector<float> again = bf16_to_f32(dev_download(b.d_out, (size_t)b.T * b.nh * b.hd));
+      const std::vector<unsigned> counters = dev_download(b.d_counters, b.decode.size() * b.nh);
+      bool zero = true;
+      for (unsigned c : counters) zero &= c == 0;
+      snprintf(name, sizeof name, "attn_decode %s: last split combines = reduce kernel, bit for bit; counters back to 0", sc.name);
+      h.check(name, zero && memcmp(again.data(), out.data(), out.size() * sizeof(float)) == 0,
+              "the in-kernel combine differs from the reduce kernel, or a counter was left set");
+    }
   }
   if (!prefill.empty()) {
     snprintf(name, sizeof name, "attn_prefill %s", sc.name);
@@ -354,8 +372,12 @@ int main(int argc, char **argv) {
     const double err = check_rows(r, b, b.decode, bf16_to_f32(dev_download(b.d_out, (size_t)b.T * 32 * 128)), 0);
     const double ms = time_ms([&](int it) { b.run_decode(it % 4, 1); });
     char name[96];
-    snprintf(name, sizeof name, "attn_decode 8B b=1 ctx=8192 (%d splits)", b.max_splits);
+    snprintf(name, sizeof name, "attn_decode 8B b=1 ctx=8192 (%d splits, last split combines)", b.max_splits);
     h.report(name, err, 1e-2, ms, 8192.0 * 8 * 128 * 2 * 2, b.flops({0}));
+    b.split_counters = false;
+    const double ms2 = time_ms([&](int it) { b.run_decode(it % 4, 1); });
+    snprintf(name, sizeof name, "attn_decode 8B b=1 ctx=8192 (%d splits, reduce kernel)", b.max_splits);
+    h.report(name, err, 1e-2, ms2, 8192.0 * 8 * 128 * 2 * 2, b.flops({0}));
   }
   time_prefill_cases(h, r);
   return h.exit_code();

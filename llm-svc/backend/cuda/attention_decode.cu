@@ -10,7 +10,9 @@
  * (16-byte loads; 8 lanes cover 128 contiguous bytes of a row per load). A q.k dot product is
  * then 8 lanes' partial sums and 3 shuffles; each row group keeps its own online-softmax state
  * (max, sum, output slice) over the rows it saw, merged at the end across row groups (shuffles),
- * warps (shared memory) and splits (reduce kernel). */
+ * warps (shared memory) and splits: with split counters, the last split block of a (sequence,
+ * KV head) to finish combines the splits' partials itself (a counter per pair, put back to zero
+ * by that block), else a reduce kernel does. Both add the splits in split order. */
 #include "llm-svc/backend/cuda/cuda_util.cuh"
 #include "llm-svc/backend/cuda/kernels.h"
 
@@ -20,6 +22,23 @@
 
 /* exp2 of (x - m) where the max m may still be -inf (nothing seen): treat it as 0. */
 static __device__ __forceinline__ float safe_max(float m) { return m == -INFINITY ? 0.0f : m; }
+
+/* O / L of one output column over a sequence's splits, added in split order (the split blocks
+ * wrote their partials; read through L2). */
+static __device__ __forceinline__ float combine_splits(const float *part_acc, const float *part_ml,
+                                                       size_t first, int n_splits, int hd, int d) {
+  float mx = -INFINITY;
+#pragma unroll 8
+  for (int j = 0; j < n_splits; j++) mx = fmaxf(mx, __ldcg(part_ml + (first + j) * 2));
+  float L = 0.0f, O = 0.0f;
+#pragma unroll 8
+  for (int j = 0; j < n_splits; j++) {
+    const float c = exp2f(__ldcg(part_ml + (first + j) * 2) - mx);
+    L += __ldcg(part_ml + (first + j) * 2 + 1) * c;
+    O += __ldcg(part_acc + (first + j) * hd + d) * c;
+  }
+  return O / L;
+}
 
 /* v1. HD: head dim (64 or 128). GH: query heads served by this block (a divisor of the GQA group
  * size G; the grid's y covers n_kv_heads * G/GH blocks). */
@@ -36,7 +55,8 @@ attn_decode_kernel(__nv_bfloat16 *__restrict__ out /* [rows][n_heads*HD] */,
                    int n_heads, int n_kv_heads, float scale_log2, int window,
                    const int32_t *__restrict__ partition_dev /* [1] */, int max_splits,
                    float *__restrict__ part_acc /* [n_decode][n_heads][max_splits][HD] */,
-                   float *__restrict__ part_ml /* [n_decode][n_heads][max_splits][2] */) {
+                   float *__restrict__ part_ml /* [n_decode][n_heads][max_splits][2] */,
+                   unsigned *__restrict__ split_counters /* [n_decode][gridDim.y] or NULL */) {
   pdl_enter();
   constexpr int NC = HD / 64;  /* 16-byte chunks per lane per row */
   constexpr int E = NC * 8;    /* columns per lane */
@@ -234,6 +254,27 @@ attn_decode_kernel(__nv_bfloat16 *__restrict__ out /* [rows][n_heads*HD] */,
       }
     }
   }
+  if (n_splits == 1 || !split_counters) return;
+
+  /* the last split block of this (sequence, KV head) combines the splits of its heads */
+  __shared__ int last;
+  __threadfence(); /* this thread's partials, before the count */
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    unsigned *counter = split_counters + (size_t)i * gridDim.y + blockIdx.y;
+    last = atomicAdd(counter, 1u) == (unsigned)(n_splits - 1);
+    if (last) *counter = 0u; /* every split has counted: ready for the next launch */
+  }
+  __syncthreads();
+  if (!last) return;
+  __threadfence();
+  for (int idx = threadIdx.x; idx < GH * HD; idx += DECODE_THREADS) {
+    const int h = idx / HD, d = idx % HD, head = head0 + h;
+    out[(size_t)row * row_stride + head * HD + d] =
+        __float2bfloat16_rn(combine_splits(part_acc, part_ml,
+                                           ((size_t)i * n_heads + head) * max_splits, n_splits,
+                                           HD, d));
+  }
 }
 
 /* v1: one thread block per (sequence, query head), one thread per output column. Sequences whose
@@ -253,17 +294,9 @@ static __global__ void attn_decode_reduce_kernel(
   const int first_tok = win_start / TWIN_CUDA_KV_BLOCK * TWIN_CUDA_KV_BLOCK;
   const int n_splits = (ctx - first_tok + partition - 1) / partition;
   if (n_splits <= 1) return;
-  const size_t first = ((size_t)i * n_heads + head) * max_splits;
-  float mx = -INFINITY;
-  for (int j = 0; j < n_splits; j++) mx = fmaxf(mx, part_ml[(first + j) * 2]);
-  float L = 0.0f, O = 0.0f;
-  for (int j = 0; j < n_splits; j++) {
-    const float c = exp2f(part_ml[(first + j) * 2] - mx);
-    L += part_ml[(first + j) * 2 + 1] * c;
-    O += part_acc[(first + j) * hd + d] * c;
-  }
   const int row = seq_start[s + 1] - 1;
-  out[(size_t)row * n_heads * hd + head * hd + d] = __float2bfloat16_rn(O / L);
+  out[(size_t)row * n_heads * hd + head * hd + d] = __float2bfloat16_rn(
+      combine_splits(part_acc, part_ml, ((size_t)i * n_heads + head) * max_splits, n_splits, hd, d));
 }
 
 /* ---- launcher ------------------------------------------------------------------------------ */
@@ -282,12 +315,12 @@ static cudaError_t launch_main(int gh, dim3 grid, cudaStream_t stream, __nv_bflo
                         const __nv_bfloat16 *vc, const int32_t *seqs, const int32_t *seq_start,
                         const int32_t *seq_len, const int32_t *bt, int max_blocks, int nh, int nkv,
                         float scale_log2, int window, const int32_t *partition, int max_splits,
-                        float *pa, float *pml) {
+                        float *pa, float *pml, unsigned *counters) {
 #define TWIN_DECODE_CASE(GHV)                                                                    \
   case GHV:                                                                                      \
     return twin_launch(attn_decode_kernel<HD, GHV>, grid, DECODE_THREADS, 0, stream, out, q,     \
                        q_stride, kc, vc, seqs, seq_start, seq_len, bt, max_blocks, nh, nkv,      \
-                       scale_log2, window, partition, max_splits, pa, pml);
+                       scale_log2, window, partition, max_splits, pa, pml, counters);
   switch (gh) {
     TWIN_DECODE_CASE(1)
     TWIN_DECODE_CASE(2)
@@ -315,7 +348,7 @@ extern "C" cudaError_t twin_cuda_attention_decode(
     const int32_t *seq_len, const int32_t *block_tables, int max_blocks, int n_decode,
     int n_heads, int n_kv_heads, int head_dim, float scale, int window,
     const int32_t *partition_tokens, int max_splits, float *part_acc, float *part_ml,
-    cudaStream_t stream) {
+    unsigned *split_counters, cudaStream_t stream) {
   if (n_decode < 0 || n_heads <= 0 || n_kv_heads <= 0 || n_heads % n_kv_heads != 0 ||
       n_heads / n_kv_heads > TWIN_CUDA_MAX_GQA || (head_dim != 64 && head_dim != 128) ||
       q_stride % 8 != 0 || !partition_tokens || max_splits < 1 || max_splits > 65535 ||
@@ -336,12 +369,12 @@ extern "C" cudaError_t twin_cuda_attention_decode(
   if (head_dim == 64)
     e = launch_main<64>(gh, grid, stream, o, qb, q_stride, kc, vc, seqs, seq_start, seq_len,
                     block_tables, max_blocks, n_heads, n_kv_heads, scale_log2, window,
-                    partition_tokens, max_splits, part_acc, part_ml);
+                    partition_tokens, max_splits, part_acc, part_ml, split_counters);
   else
     e = launch_main<128>(gh, grid, stream, o, qb, q_stride, kc, vc, seqs, seq_start, seq_len,
                      block_tables, max_blocks, n_heads, n_kv_heads, scale_log2, window,
-                     partition_tokens, max_splits, part_acc, part_ml);
-  if (e != cudaSuccess || max_splits == 1) return e;
+                     partition_tokens, max_splits, part_acc, part_ml, split_counters);
+  if (e != cudaSuccess || max_splits == 1 || split_counters) return e;
   return twin_launch(attn_decode_reduce_kernel, dim3(n_decode, n_heads), head_dim, 0, stream, o,
                      seqs, seq_start, seq_len, n_heads, head_dim, window, partition_tokens,
                      max_splits, part_acc, part_ml);

@@ -21,6 +21,7 @@
 #include "llm-svc/backend/cuda/gemm.h"
 #include "llm-svc/backend/cuda/kernels.h"
 #include "llm-svc/backend/cuda/linear.h"
+#include "llm-svc/backend/cuda/profile.h"
 
 #define CUDA_DEFAULT_MAX_TOKENS 2048
 #define CUDA_DEFAULT_MAX_SEQS 256
@@ -126,6 +127,9 @@ typedef struct cuda_backend {
   float *logits;              /* [logit_rows][vocab] */
   float *part_acc;            /* [part_rows][n_heads][hd] decode split partials */
   float *part_ml;             /* [part_rows][n_heads][2] */
+  unsigned *split_counters;   /* [S][n_heads] decode splits finished (zero between kernels) */
+  int split_combine;          /* the last decode split combines (else a reduce kernel);
+                                 TWIN_CUDA_SPLIT_COMBINE=0 off */
   int32_t *meta_dev;          /* [meta_cap] */
   void *sampling_dev;         /* [S] x (temperature, top_k, top_p, min_p) + [S] x (seed, offset) */
   int32_t *ids_dev;           /* [S] */
@@ -133,7 +137,15 @@ typedef struct cuda_backend {
   int max_blocks_cap;         /* ceil(max_seq_len / 16): widest block table */
   size_t meta_cap;            /* int32 entries */
 
-  int use_graphs;             /* 0 when TWIN_CUDA_GRAPHS=0 */
+  int fuse;                   /* decode steps of <= TWIN_CUDA_GEMV_MAX_N rows run the fused
+                                 projections (every matrix bf16 and fused; TWIN_CUDA_FUSE=0 off) */
+  float *scale_attn;          /* [TWIN_CUDA_GEMV_MAX_N] 1/rms of x for the next q/k/v (fused) */
+  float *scale_ffn;           /* [TWIN_CUDA_GEMV_MAX_N] 1/rms of x for the next gate/up */
+  float *rms_partial;         /* [twin_cuda_gemv_rms_partials(dim)] their grid sums */
+  unsigned *rms_counter;      /* [1] zero between kernels */
+  twin_cuda_profile *prof;    /* TWIN_CUDA_PROFILE=1: per-kernel split, else NULL */
+
+  int use_graphs;             /* 0 when TWIN_CUDA_GRAPHS=0 or when profiling */
   int graph_top;              /* largest decode bucket: min(max_seqs, max_tokens_per_step) */
   cudaGraphExec_t graphs[2][CUDA_MAX_GRAPHS]; /* [logits | sampled ids][bucket slot] */
   unsigned char graph_warm[2][CUDA_MAX_GRAPHS]; /* the bucket ran once eagerly */
@@ -462,6 +474,11 @@ static void layout_scratch(cuda_backend *b, carver *c) {
   b->meta_dev = carve(c, b->meta_cap * sizeof(int32_t));
   b->sampling_dev = carve(c, sampling_bytes(b->base.max_seqs));
   b->ids_dev = carve(c, S * sizeof(int32_t));
+  b->scale_attn = carve(c, TWIN_CUDA_GEMV_MAX_N * sizeof(float));
+  b->scale_ffn = carve(c, TWIN_CUDA_GEMV_MAX_N * sizeof(float));
+  b->rms_partial = carve(c, twin_cuda_gemv_rms_partials(cfg->dim) * sizeof(float));
+  b->rms_counter = carve(c, sizeof(unsigned));
+  b->split_counters = carve(c, S * (size_t)cfg->n_heads * sizeof(unsigned));
 }
 
 static int allocate_scratch(cuda_backend *b, twin_err *err) {
@@ -487,6 +504,8 @@ static int allocate_scratch(cuda_backend *b, twin_err *err) {
   }
   carver placer = {.base = b->scratch};
   layout_scratch(b, &placer);
+  CUDA_CHECK(err, cudaMemset(b->rms_counter, 0, sizeof(unsigned)));
+  CUDA_CHECK(err, cudaMemset(b->split_counters, 0, S * (size_t)cfg->n_heads * sizeof(unsigned)));
   b->lin.dequant = b->dequant;
   b->lin.dequant_elems = b->dequant ? CUDA_DEQUANT_ELEMS : 0;
   CUDA_CHECK(err, cudaMallocHost((void **)&b->meta_host, b->meta_cap * sizeof(int32_t)));
@@ -720,47 +739,140 @@ static int fused_forward(cuda_backend *b, const cuda_fused *f, const twin_bf16 *
   return 0;
 }
 
+/* Profiling brackets (profile.h): nothing when b->prof is NULL. */
+#define PROFILED(b, label, stmt)                   \
+  do {                                             \
+    twin_cuda_profile_begin((b)->prof);            \
+    stmt;                                          \
+    twin_cuda_profile_end((b)->prof, label);       \
+  } while (0)
+
+/* RoPE on q and k, k and v into the cache (unless the q/k/v projection did it: roped), then
+ * attention over each sequence's cache into attn: the decode kernel for one-token sequences,
+ * the prefill kernel for the tiles. */
+static int attention_forward(cuda_backend *b, int l, const cuda_step *st, int roped,
+                             twin_err *err) {
+  const twin_model_config *cfg = &b->base.cfg;
+  const cuda_layer *L = &b->layers[l];
+  const int n = st->rows, hd = cfg->head_dim;
+  cudaStream_t s = b->stream;
+  if (!roped)
+    PROFILED(b, "rope_kv_write",
+             CUDA_CHECK(err, twin_cuda_rope_kv_write(b->qkv, L->bqkv, b->cos_sin, st->slots,
+                                                     k_cache(b, l), v_cache(b, l), n,
+                                                     cfg->n_heads, cfg->n_kv_heads, hd, s)));
+  if (st->n_decode)
+    PROFILED(b, "attention_decode",
+             CUDA_CHECK(err, twin_cuda_attention_decode(
+                                 b->attn, b->qkv, b->qkv_dim, k_cache(b, l), v_cache(b, l),
+                                 st->decode_seqs, st->seq_start, st->seq_len, st->block_tables,
+                                 st->max_blocks, st->n_decode, cfg->n_heads, cfg->n_kv_heads, hd,
+                                 b->attn_scale, b->window, st->partition, st->max_splits,
+                                 b->part_acc, b->part_ml,
+                                 b->split_combine ? b->split_counters : NULL, s)));
+  if (st->n_tiles)
+    PROFILED(b, "attention_prefill",
+             CUDA_CHECK(err, twin_cuda_attention_prefill(
+                                 b->attn, b->qkv, b->qkv_dim, k_cache(b, l), v_cache(b, l),
+                                 st->tile_seq, st->tile_q0, st->n_tiles, st->seq_start,
+                                 st->seq_len, st->block_tables, st->max_blocks, cfg->n_heads,
+                                 cfg->n_kv_heads, hd, b->attn_scale, b->window, s)));
+  return 0;
+}
+
 /* One decoder layer. On entry y = rmsnorm(x, attn_norm of this layer); on return x has both
  * residual branches added and y = rmsnorm(x, next_norm). */
 static int layer_forward(cuda_backend *b, int l, const cuda_step *st, const twin_bf16 *next_norm,
                          twin_err *err) {
   const twin_model_config *cfg = &b->base.cfg;
   const cuda_layer *L = &b->layers[l];
-  const int n = st->rows, dim = cfg->dim, hidden = cfg->hidden_dim, hd = cfg->head_dim;
+  const int n = st->rows, dim = cfg->dim, hidden = cfg->hidden_dim;
   const float eps = cfg->norm_eps;
   cudaStream_t s = b->stream;
+  int rc = 0;
 
   /* attention: x += Wo . attention(rope(Wqkv . y + bqkv)) */
-  int rc = fused_forward(b, &L->qkv, b->y, dim, b->qkv, b->qkv_dim, n, err);
+  PROFILED(b, "qkv", rc = fused_forward(b, &L->qkv, b->y, dim, b->qkv, b->qkv_dim, n, err));
   if (rc) return rc;
-  CUDA_CHECK(err, twin_cuda_rope_kv_write(b->qkv, L->bqkv, b->cos_sin, st->slots, k_cache(b, l),
-                                          v_cache(b, l), n, cfg->n_heads, cfg->n_kv_heads, hd, s));
-  if (st->n_decode)
-    CUDA_CHECK(err, twin_cuda_attention_decode(
-                        b->attn, b->qkv, b->qkv_dim, k_cache(b, l), v_cache(b, l),
-                        st->decode_seqs, st->seq_start, st->seq_len, st->block_tables,
-                        st->max_blocks, st->n_decode, cfg->n_heads, cfg->n_kv_heads, hd,
-                        b->attn_scale, b->window, st->partition, st->max_splits, b->part_acc,
-                        b->part_ml, s));
-  if (st->n_tiles)
-    CUDA_CHECK(err, twin_cuda_attention_prefill(
-                        b->attn, b->qkv, b->qkv_dim, k_cache(b, l), v_cache(b, l), st->tile_seq,
-                        st->tile_q0, st->n_tiles, st->seq_start, st->seq_len, st->block_tables,
-                        st->max_blocks, cfg->n_heads, cfg->n_kv_heads, hd, b->attn_scale,
-                        b->window, s));
-  rc = twin_cuda_linear_forward(&b->lin, &L->wo, b->attn, b->q_dim, b->delta, 1, dim, n, 0.0f,
-                                err);
+  rc = attention_forward(b, l, st, 0, err);
   if (rc) return rc;
-  CUDA_CHECK(err, twin_cuda_add_rmsnorm(b->y, b->x, b->delta, L->ffn_norm, n, dim, eps, s));
+  PROFILED(b, "o_proj", rc = twin_cuda_linear_forward(&b->lin, &L->wo, b->attn, b->q_dim, b->delta,
+                                                      1, dim, n, 0.0f, err));
+  if (rc) return rc;
+  PROFILED(b, "add_rmsnorm",
+           CUDA_CHECK(err, twin_cuda_add_rmsnorm(b->y, b->x, b->delta, L->ffn_norm, n, dim, eps, s)));
 
   /* MLP: x += Wdown . (silu(Wgate . y) * (Wup . y)) */
-  rc = fused_forward(b, &L->gate_up, b->y, dim, b->gate_up, 2 * hidden, n, err);
+  PROFILED(b, "gate_up",
+           rc = fused_forward(b, &L->gate_up, b->y, dim, b->gate_up, 2 * hidden, n, err));
   if (rc) return rc;
-  CUDA_CHECK(err, twin_cuda_silu_mul(b->act, b->gate_up, n, hidden, s));
-  rc = twin_cuda_linear_forward(&b->lin, &L->down, b->act, hidden, b->delta, 1, dim, n, 0.0f,
-                                err);
+  PROFILED(b, "silu_mul", CUDA_CHECK(err, twin_cuda_silu_mul(b->act, b->gate_up, n, hidden, s)));
+  PROFILED(b, "down", rc = twin_cuda_linear_forward(&b->lin, &L->down, b->act, hidden, b->delta,
+                                                    1, dim, n, 0.0f, err));
   if (rc) return rc;
-  CUDA_CHECK(err, twin_cuda_add_rmsnorm(b->y, b->x, b->delta, next_norm, n, dim, eps, s));
+  PROFILED(b, "add_rmsnorm",
+           CUDA_CHECK(err, twin_cuda_add_rmsnorm(b->y, b->x, b->delta, next_norm, n, dim, eps, s)));
+  return 0;
+}
+
+/* The same layer for a step of at most TWIN_CUDA_GEMV_MAX_N rows when b->fuse: four kernels
+ * and the attention instead of nine. The RMSNorms are applied by the projections that read
+ * their output (x normed as it is loaded), the residual adds by the projections that produce
+ * them (beta = 1 into x), RoPE and the cache write by the q/k/v projection's store, SiLU * up
+ * by the gate/up projection's store; o_proj and down leave 1/rms of the new x for the next
+ * normed projection (kernels.h: twin_gemv_fused). On entry, for
+ * layer 0, y = rmsnorm(x, attn_norm); for the others, scale_attn = 1/rms(x). On return x has both
+ * residual branches added and, unless this is the last layer, scale_attn = 1/rms(x). */
+static int layer_forward_fused(cuda_backend *b, int l, const cuda_step *st, twin_err *err) {
+  const twin_model_config *cfg = &b->base.cfg;
+  const cuda_layer *L = &b->layers[l];
+  const int n = st->rows, dim = cfg->dim, hidden = cfg->hidden_dim;
+  cudaStream_t s = b->stream;
+  const twin_gemv_fused scale_out = {.rms_partial = b->rms_partial,
+                                     .rms_counter = b->rms_counter, .eps = cfg->norm_eps};
+
+  twin_gemv_fused f = {.x_mode = TWIN_GEMV_X_BF16, .x = b->y, .ldx = dim};
+  if (l > 0)
+    f = (twin_gemv_fused){.x_mode = TWIN_GEMV_X_RMSNORM, .x = b->x, .ldx = dim,
+                          .norm_w = L->attn_norm, .inv_rms = b->scale_attn};
+  f.rope_kv = 1;
+  f.rope = (twin_gemv_rope){.bias = L->bqkv, .cos_sin = b->cos_sin, .slots = st->slots,
+                            .k_cache = k_cache(b, l), .v_cache = v_cache(b, l),
+                            .n_heads = cfg->n_heads, .n_kv_heads = cfg->n_kv_heads,
+                            .head_dim = cfg->head_dim};
+  PROFILED(b, "qkv (normed x, rope, kv write)",
+           CUDA_CHECK(err, twin_cuda_gemv_bf16_fused(b->qkv, 0, b->qkv_dim, &f, L->qkv.part[0].w,
+                                                     n, b->qkv_dim, dim, 0.0f, s)));
+  int rc = attention_forward(b, l, st, 1, err);
+  if (rc) return rc;
+
+  f = scale_out;
+  f.x_mode = TWIN_GEMV_X_BF16;
+  f.x = b->attn;
+  f.ldx = b->q_dim;
+  f.rms_out = b->scale_ffn;
+  PROFILED(b, "o_proj (+x, 1/rms)",
+           CUDA_CHECK(err, twin_cuda_gemv_bf16_fused(b->x, 1, dim, &f, L->wo.w, n, dim, b->q_dim,
+                                                     1.0f, s)));
+  f = (twin_gemv_fused){.x_mode = TWIN_GEMV_X_RMSNORM, .x = b->x, .ldx = dim,
+                        .norm_w = L->ffn_norm, .inv_rms = b->scale_ffn, .glu_hidden = hidden};
+  PROFILED(b, "gate_up (normed x, silu*up)",
+           CUDA_CHECK(err, twin_cuda_gemv_bf16_fused(b->act, 0, hidden, &f, L->gate_up.part[0].w,
+                                                     n, 2 * hidden, dim, 0.0f, s)));
+  if (l + 1 == cfg->n_layers) { /* no next layer to scale for: the plain product into x */
+    PROFILED(b, "down (+x)",
+             CUDA_CHECK(err, twin_cuda_gemv_bf16(b->x, 1, dim, b->act, hidden, L->down.w, n, dim,
+                                                 hidden, 1.0f, s)));
+    return 0;
+  }
+  f = scale_out;
+  f.x_mode = TWIN_GEMV_X_BF16;
+  f.x = b->act;
+  f.ldx = hidden;
+  f.rms_out = b->scale_attn;
+  PROFILED(b, "down (+x, 1/rms)",
+           CUDA_CHECK(err, twin_cuda_gemv_bf16_fused(b->x, 1, dim, &f, L->down.w, n, dim, hidden,
+                                                     1.0f, s)));
   return 0;
 }
 
@@ -769,19 +881,28 @@ static int layer_forward(cuda_backend *b, int l, const cuda_step *st, const twin
 static int enqueue_layers(cuda_backend *b, const cuda_step *st, int gather, twin_err *err) {
   const twin_model_config *cfg = &b->base.cfg;
   const int n = st->rows;
-  CUDA_CHECK(err, twin_cuda_embed_f32(b->x, b->embed, st->tokens, n, cfg->dim, b->stream));
-  CUDA_CHECK(err, twin_cuda_rope_table(b->cos_sin, st->positions, b->inv_freq, n, cfg->head_dim,
-                                       b->stream));
-  CUDA_CHECK(err, twin_cuda_rmsnorm(b->y, b->x, b->layers[0].attn_norm, n, cfg->dim,
-                                    cfg->norm_eps, b->stream));
+  const int fused = b->fuse && n <= TWIN_CUDA_GEMV_MAX_N;
+  PROFILED(b, "embed",
+           CUDA_CHECK(err, twin_cuda_embed_f32(b->x, b->embed, st->tokens, n, cfg->dim, b->stream)));
+  PROFILED(b, "rope_table",
+           CUDA_CHECK(err, twin_cuda_rope_table(b->cos_sin, st->positions, b->inv_freq, n,
+                                                cfg->head_dim, b->stream)));
+  PROFILED(b, "rmsnorm",
+           CUDA_CHECK(err, twin_cuda_rmsnorm(b->y, b->x, b->layers[0].attn_norm, n, cfg->dim,
+                                             cfg->norm_eps, b->stream)));
   for (int l = 0; l < cfg->n_layers; l++) {
     const twin_bf16 *next_norm = l + 1 < cfg->n_layers ? b->layers[l + 1].attn_norm : b->final_norm;
-    int rc = layer_forward(b, l, st, next_norm, err);
+    int rc = fused ? layer_forward_fused(b, l, st, err) : layer_forward(b, l, st, next_norm, err);
     if (rc) return twin_err_wrap(err, "cuda backend: layer %d", l);
   }
+  if (fused) /* the unfused layers end with this norm; the fused ones leave x */
+    PROFILED(b, "rmsnorm",
+             CUDA_CHECK(err, twin_cuda_rmsnorm(b->y, b->x, b->final_norm, n, cfg->dim,
+                                               cfg->norm_eps, b->stream)));
   if (gather)
-    CUDA_CHECK(err, twin_cuda_embed_bf16(b->last, b->y, st->last_rows, st->n_last, cfg->dim,
-                                         b->stream));
+    PROFILED(b, "gather_last",
+             CUDA_CHECK(err, twin_cuda_embed_bf16(b->last, b->y, st->last_rows, st->n_last,
+                                                  cfg->dim, b->stream)));
   return 0;
 }
 
@@ -799,14 +920,17 @@ static const uint64_t *sp_u64(const cuda_backend *b, const cuda_step *st, int fi
 /* logits [n_last][vocab] = last . lm_head^T; HEAD_SAMPLE: then one sampled id per row. */
 static int enqueue_head(cuda_backend *b, const cuda_step *st, cuda_head head, twin_err *err) {
   const twin_model_config *cfg = &b->base.cfg;
-  int rc = twin_cuda_linear_forward(&b->lin, &b->lm_head, b->last, cfg->dim, b->logits, 1,
-                                    cfg->vocab_size, st->n_last, 0.0f, err);
+  int rc = 0;
+  PROFILED(b, "lm_head", rc = twin_cuda_linear_forward(&b->lin, &b->lm_head, b->last, cfg->dim,
+                                                       b->logits, 1, cfg->vocab_size, st->n_last,
+                                                       0.0f, err));
   if (rc) return rc;
   if (head == HEAD_SAMPLE)
-    CUDA_CHECK(err, twin_cuda_sample(b->ids_dev, b->logits, st->n_last, cfg->vocab_size,
-                                     sp_f32(b, st, 0), (const int32_t *)sp_f32(b, st, 1),
-                                     sp_f32(b, st, 2), sp_f32(b, st, 3), sp_u64(b, st, 0),
-                                     sp_u64(b, st, 1), b->stream));
+    PROFILED(b, "sample",
+             CUDA_CHECK(err, twin_cuda_sample(b->ids_dev, b->logits, st->n_last, cfg->vocab_size,
+                                              sp_f32(b, st, 0), (const int32_t *)sp_f32(b, st, 1),
+                                              sp_f32(b, st, 2), sp_f32(b, st, 3),
+                                              sp_u64(b, st, 0), sp_u64(b, st, 1), b->stream)));
   return 0;
 }
 
@@ -868,8 +992,10 @@ static int cuda_forward(twin_backend *base, const twin_batch *batch, float *logi
     const int n_rows = batch->all_logits ? st.n_tokens : st.n_seqs;
     for (int r0 = 0; r0 < n_rows; r0 += b->logit_rows) {
       const int n = n_rows - r0 < b->logit_rows ? n_rows - r0 : b->logit_rows;
-      rc = twin_cuda_linear_forward(&b->lin, &b->lm_head, rows + (size_t)r0 * cfg->dim,
-                                    cfg->dim, b->logits, 1, cfg->vocab_size, n, 0.0f, err);
+      PROFILED(b, "lm_head",
+               rc = twin_cuda_linear_forward(&b->lin, &b->lm_head, rows + (size_t)r0 * cfg->dim,
+                                             cfg->dim, b->logits, 1, cfg->vocab_size, n, 0.0f,
+                                             err));
       if (rc) return rc;
       CUDA_CHECK(err, cudaMemcpyAsync(logits + (size_t)r0 * vocab, b->logits,
                                       (size_t)n * vocab * sizeof(float), cudaMemcpyDefault,
@@ -877,6 +1003,7 @@ static int cuda_forward(twin_backend *base, const twin_batch *batch, float *logi
     }
   }
   CUDA_CHECK(err, cudaStreamSynchronize(b->stream));
+  twin_cuda_profile_step(b->prof, st.n_tiles == 0);
   return 0;
 }
 
@@ -925,6 +1052,7 @@ static int run_sample_step(cuda_backend *b, const cuda_step *st, int32_t *ids, t
   CUDA_CHECK(err, cudaMemcpyAsync(ids, b->ids_dev, (size_t)st->n_seqs * sizeof *ids,
                                   cudaMemcpyDefault, b->stream));
   CUDA_CHECK(err, cudaStreamSynchronize(b->stream));
+  twin_cuda_profile_step(b->prof, st->n_tiles == 0);
   return 0;
 }
 
@@ -995,9 +1123,12 @@ static void cuda_destroy(twin_backend *base) {
   cuda_backend *b = (cuda_backend *)base;
   if (!b) return;
   if (b->stream) cudaStreamSynchronize(b->stream);
+  twin_cuda_profile_print(b->prof, stderr);
+  twin_cuda_profile_destroy(b->prof);
   for (int h = 0; h < 2; h++)
     for (int i = 0; i < CUDA_MAX_GRAPHS; i++)
       if (b->graphs[h][i]) cudaGraphExecDestroy(b->graphs[h][i]);
+  twin_cuda_linear_ctx_release(&b->lin);
   if (b->cublas) cublasDestroy(b->cublas);
   cudaFree(b->cublas_workspace);
   cudaFree(b->weights);
@@ -1008,6 +1139,23 @@ static void cuda_destroy(twin_backend *base) {
   if (b->stream) cudaStreamDestroy(b->stream);
   free(b->layers);
   free(b);
+}
+
+/* The fused decode layer (layer_forward_fused) serves models whose every projection is one bf16
+ * matrix (q/k/v and gate/up fused), when the GEMV path is on; TWIN_CUDA_FUSE=0 turns it off. */
+static int can_fuse(const cuda_backend *b) {
+  const char *v = getenv("TWIN_CUDA_FUSE");
+  if ((v && strcmp(v, "0") == 0) || !b->lin.gemv) return 0;
+  const twin_model_config *cfg = &b->base.cfg;
+  if (cfg->dim % 8 || cfg->hidden_dim % 16 || b->q_dim % 8 || cfg->head_dim % 32) return 0;
+  for (int l = 0; l < cfg->n_layers; l++) {
+    const cuda_layer *L = &b->layers[l];
+    if (L->qkv.n_parts != 1 || L->qkv.part[0].type != TWIN_DT_BF16 || L->gate_up.n_parts != 1 ||
+        L->gate_up.part[0].type != TWIN_DT_BF16 || L->wo.type != TWIN_DT_BF16 ||
+        L->down.type != TWIN_DT_BF16)
+      return 0;
+  }
+  return 1;
 }
 
 static int check_config(const twin_model_config *cfg, twin_err *err) {
@@ -1046,9 +1194,14 @@ static int cuda_init(cuda_backend *b, const twin_llama_tensors *t, const twin_ba
   CUBLAS_CHECK(err, cublasSetWorkspace(b->cublas, b->cublas_workspace, CUDA_CUBLAS_WORKSPACE));
   b->lin.cublas = b->cublas;
   b->lin.stream = b->stream;
-  int rc = load_weights(b, t, err);
+  int rc = twin_cuda_linear_ctx_init(&b->lin, err);
+  if (!rc) rc = twin_cuda_profile_create(b->stream, &b->prof, err);
+  if (rc) return rc;
+  if (b->prof) b->use_graphs = 0; /* every kernel bracketed by events, eagerly */
+  rc = load_weights(b, t, err);
   if (!rc) rc = allocate_scratch(b, err);
   if (!rc) rc = allocate_kv_pool(b, opts, err);
+  if (!rc) b->fuse = can_fuse(b);
   return rc;
 }
 
@@ -1078,6 +1231,8 @@ int twin_backend_cuda_create_from(const twin_model_config *cfg, const twin_llama
   b->kv_dim = cfg->n_kv_heads * cfg->head_dim;
   b->qkv_dim = b->q_dim + 2 * b->kv_dim;
   b->window = cfg->sliding_window > 0 ? cfg->sliding_window : 0;
+  const char *combine = getenv("TWIN_CUDA_SPLIT_COMBINE");
+  b->split_combine = !(combine && strcmp(combine, "0") == 0);
   const char *graphs = getenv("TWIN_CUDA_GRAPHS");
   b->use_graphs = !(graphs && strcmp(graphs, "0") == 0);
   b->graph_top = b->base.max_seqs < b->base.max_tokens_per_step ? b->base.max_seqs

@@ -72,6 +72,33 @@ static __device__ __forceinline__ float block_max(float v, float *scratch) {
   return warp_max(v);
 }
 
+/* ---- loads of activations ---------------------------------------------------------------------
+ * Data an earlier kernel on the stream wrote (activations, the residual stream, the KV cache).
+ * Under programmatic dependent launch a kernel may start before that kernel ends, so such loads
+ * must stay after pdl_wait(): __ldg / ld.global.nc are invariant loads the compiler may hoist
+ * above it (it did, in the GEMVs: x was read before its producer had finished). These are
+ * ordinary coherent loads in asm volatile, which keeps them in program order with the
+ * griddepcontrol asm. Weights and other data nothing writes may use __ldg. */
+static __device__ __forceinline__ uint4 ld_act_v4(const void *p) {
+  uint4 v;
+  asm volatile("ld.global.v4.u32 {%0, %1, %2, %3}, [%4];"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "l"(p));
+  return v;
+}
+static __device__ __forceinline__ uint2 ld_act_v2(const void *p) {
+  uint2 v;
+  asm volatile("ld.global.v2.u32 {%0, %1}, [%2];" : "=r"(v.x), "=r"(v.y) : "l"(p));
+  return v;
+}
+static __device__ __forceinline__ float4 ld_act_f4(const float *p) {
+  float4 v;
+  asm volatile("ld.global.v4.f32 {%0, %1, %2, %3}, [%4];"
+               : "=f"(v.x), "=f"(v.y), "=f"(v.z), "=f"(v.w)
+               : "l"(p));
+  return v;
+}
+
 /* y[o] = v + beta * y[o] (y not read when beta == 0), y fp32 when y_f32 else bf16 (rounded to
  * nearest even): how the projection kernels store an output element. */
 static __device__ __forceinline__ void store_out(void *y, int y_f32, size_t o, float v,

@@ -29,10 +29,8 @@ static __device__ __forceinline__ uint4 ld_weights16(const twin_bf16 *p) {
   return v;
 }
 
-/* 16 bytes of activations: every block reads them, so through L1 */
-static __device__ __forceinline__ uint4 ld_act16(const twin_bf16 *p) {
-  return __ldg(reinterpret_cast<const uint4 *>(p));
-}
+/* 16 bytes of activations: a coherent load kept after pdl_wait (cuda_util.cuh) */
+static __device__ __forceinline__ uint4 ld_act16(const twin_bf16 *p) { return ld_act_v4(p); }
 
 /* c[16x8] += a[16x16] . b[16x8], bf16 operands, fp32 accumulators (PTX fragment layouts:
  * a = {row g k 2q..2q+1, row g+8 k 2q.., row g k 2q+8.., row g+8 k 2q+8..}, b = {k 2q.. col g,
@@ -46,6 +44,28 @@ static __device__ __forceinline__ void mma_bf16_16x8x16(float c[4], uint32_t a0,
       : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
+/* ==== the x operand ===============================================================================
+ * Lane (g, q) needs 16 bytes of x: 8 consecutive columns (from col) of one token, as bf16. They
+ * come from x itself or from the fp32 residual stream through RMSNorm (kernels.h:
+ * twin_gemv_x_mode), with the arithmetic of rmsnorm.cu so fused and unfused steps round alike. */
+
+template <int XM>
+static __device__ __forceinline__ uint4 load_x(const twin_gemv_fused &f, size_t row_off, int col,
+                                               float inv_rms) {
+  if constexpr (XM == TWIN_GEMV_X_BF16) {
+    return ld_act16(static_cast<const twin_bf16 *>(f.x) + row_off + col);
+  } else {
+    const float4 *r = reinterpret_cast<const float4 *>(static_cast<const float *>(f.x) + row_off + col);
+    const float4 a = ld_act_f4(reinterpret_cast<const float *>(r)), b = ld_act_f4(reinterpret_cast<const float *>(r + 1));
+    float w8[8], o[8];
+    bf16x8_to_f32(__ldg(reinterpret_cast<const uint4 *>(f.norm_w + col)), w8); /* a weight */
+    const float v[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
+#pragma unroll
+    for (int e = 0; e < 8; e++) o[e] = v[e] * inv_rms * w8[e];
+    return f32_to_bf16x8(o);
+  }
+}
+
 /* ==== kernel ======================================================================================
  * Grid: ceil(rows / (16 * NT)) blocks of W warps. Block b serves rows 16*NT*b .. +16*NT-1 (NT
  * tiles of 16). The columns are cut into chunks of 32 and super-chunks of U chunks; warp w takes
@@ -53,12 +73,39 @@ static __device__ __forceinline__ void mma_bf16_16x8x16(float c[4], uint32_t a0,
  * rows g and g+8 of each tile and of token g's x, then issues two mma: one on
  * columns 8q..8q+3 (words x, y of the 16 bytes), one on 8q+4..8q+7 (words z, w). Rows past the
  * end read the last row (their results are dropped); columns past the end (cols is a multiple
- * of 8, so a lane's 8 columns are all in or all out) load zeros. */
+ * of 8, so a lane's 8 columns are all in or all out) load zeros. XM forms x (load_x); EPI says
+ * what happens to the sums (kernels.h): stored (EPI_STORE), stored with the grid's sum of
+ * squares (EPI_RMS), finished as q/k/v (EPI_ROPE, NT = 2: tile 0 holds rows 16j .. 16j+15 of a
+ * q or k head and tile 1 the rows hd/2 later, their rotation partners; v rows follow in blocks
+ * of 32 contiguous rows) or as SiLU(gate) * up (EPI_GLU, NT = 2: tile 0 holds gate rows
+ * 16b .. 16b+15, tile 1 the up rows of the same columns, rows/2 later). */
 
-template <int W, int U, int NT>
-static __global__ void __launch_bounds__(W * 32)
-gemv_bf16_kernel(void *__restrict__ y /* [n][ldy] */, int y_f32, int ldy,
-                 const twin_bf16 *__restrict__ x /* [n][ldx] */, int ldx,
+enum { EPI_STORE = 0, EPI_RMS = 1, EPI_ROPE = 2, EPI_GLU = 3 };
+
+/* first row of tile t of this block */
+template <int NT, int EPI>
+static __device__ __forceinline__ int tile_row0(const twin_gemv_fused &f, int t) {
+  if constexpr (EPI == EPI_ROPE) {
+    const int hd = f.rope.head_dim, half = hd / 2, per_head = half / 16;
+    const int rot_blocks = (f.rope.n_heads + f.rope.n_kv_heads) * per_head;
+    const int b = blockIdx.x;
+    if (b < rot_blocks) return (b / per_head) * hd + (b % per_head) * 16 + t * half;
+    return (f.rope.n_heads + f.rope.n_kv_heads) * hd + (b - rot_blocks) * 32 + 16 * t;
+  } else if constexpr (EPI == EPI_GLU) {
+    return blockIdx.x * 16 + t * f.glu_hidden;
+  } else {
+    return blockIdx.x * 16 * NT + 16 * t;
+  }
+}
+
+/* bf16 rounding, back in fp32 (the value a bf16 output would hold) */
+static __device__ __forceinline__ float round_bf16(float v) {
+  return __bfloat162float(__float2bfloat16_rn(v));
+}
+
+template <int W, int U, int NT, int XM, int EPI>
+static __global__ void __launch_bounds__(W * 32, W <= 8 ? 2 : 1) /* 8 warps: two blocks an SM */
+gemv_bf16_kernel(void *__restrict__ y /* [n][ldy] */, int y_f32, int ldy, twin_gemv_fused f,
                  const twin_bf16 *__restrict__ w /* [rows][cols] */, int n, int rows, int cols,
                  float beta) {
   constexpr int ROWS = 16 * NT, SUPER = 32 * U;
@@ -71,12 +118,14 @@ gemv_bf16_kernel(void *__restrict__ y /* [n][ldy] */, int y_f32, int ldy,
   for (int t = 0; t < NT; t++)
 #pragma unroll
     for (int h = 0; h < 2; h++) {
-      const int r = min(row0 + 16 * t + 8 * h + g, rows - 1);
+      const int r = min(tile_row0<NT, EPI>(f, t) + 8 * h + g, rows - 1);
       wrow[t][h] = w + (size_t)r * cols + 8 * q;
     }
   /* a lane past n reads token 0's x: column t of an mma's result depends only on column t of
    * B, and columns >= n are never stored */
-  const twin_bf16 *xrow = x + (size_t)(g < n ? g : 0) * ldx + 8 * q;
+  const int tok = g < n ? g : 0;
+  const size_t xoff = (size_t)tok * f.ldx;
+  float inv_rms = 1.0f; /* X_RMSNORM: token tok's scale, read after pdl_wait */
 
   float acc[NT][2][4]; /* two chains per tile: the even and odd chunks */
 #pragma unroll
@@ -99,10 +148,13 @@ gemv_bf16_kernel(void *__restrict__ y /* [n][ldy] */, int y_f32, int ldy,
           wv[t][0][u] = ld_weights16(wrow[t][0] + c0 + 32 * u);
           wv[t][1][u] = ld_weights16(wrow[t][1] + c0 + 32 * u);
         }
-      if (!waited) pdl_enter(); /* wait for the previous kernel, let the next be scheduled */
-      waited = true;
+      if (!waited) {
+        pdl_enter(); /* wait for the previous kernel, let the next be scheduled */
+        if constexpr (XM == TWIN_GEMV_X_RMSNORM) inv_rms = f.inv_rms[tok];
+        waited = true;
+      }
 #pragma unroll
-      for (int u = 0; u < U; u++) xv[u] = ld_act16(xrow + c0 + 32 * u);
+      for (int u = 0; u < U; u++) xv[u] = load_x<XM>(f, xoff, c0 + 32 * u + 8 * q, inv_rms);
     } else { /* the last, partial one */
 #pragma unroll
       for (int u = 0; u < U; u++) {
@@ -113,12 +165,15 @@ gemv_bf16_kernel(void *__restrict__ y /* [n][ldy] */, int y_f32, int ldy,
           wv[t][1][u] = in ? ld_weights16(wrow[t][1] + c0 + 32 * u) : make_uint4(0, 0, 0, 0);
         }
       }
-      if (!waited) pdl_enter(); /* wait for the previous kernel, let the next be scheduled */
-      waited = true;
+      if (!waited) {
+        pdl_enter();
+        if constexpr (XM == TWIN_GEMV_X_RMSNORM) inv_rms = f.inv_rms[tok];
+        waited = true;
+      }
 #pragma unroll
       for (int u = 0; u < U; u++) {
         const bool in = c0 + 32 * u + 8 * q < cols;
-        xv[u] = in ? ld_act16(xrow + c0 + 32 * u) : make_uint4(0, 0, 0, 0);
+        xv[u] = in ? load_x<XM>(f, xoff, c0 + 32 * u + 8 * q, inv_rms) : make_uint4(0, 0, 0, 0);
       }
     }
 #pragma unroll
@@ -142,13 +197,115 @@ gemv_bf16_kernel(void *__restrict__ y /* [n][ldy] */, int y_f32, int ldy,
     partial[warp][16 * t + g + 8][2 * q + 1] = acc[t][0][3] + acc[t][1][3];
   }
   __syncthreads();
-  for (int i = threadIdx.x; i < ROWS * n; i += W * 32) {
-    const int tok = i / ROWS, r = i - tok * ROWS, row = row0 + r;
-    if (row >= rows) continue;
-    float v = 0.0f;
+  if constexpr (EPI == EPI_ROPE) {
+    /* as rope_kv.cu: the product rounded to bf16, bias added, rotated in fp32, rounded */
+    const twin_gemv_rope &rp = f.rope;
+    const int hd = rp.head_dim, half = hd / 2, per_head = half / 16;
+    const int rot_blocks = (rp.n_heads + rp.n_kv_heads) * per_head;
+    __nv_bfloat16 *yb = static_cast<__nv_bfloat16 *>(y);
+    const __nv_bfloat16 *bias = reinterpret_cast<const __nv_bfloat16 *>(rp.bias);
+    __nv_bfloat16 *kc = reinterpret_cast<__nv_bfloat16 *>(rp.k_cache);
+    __nv_bfloat16 *vc = reinterpret_cast<__nv_bfloat16 *>(rp.v_cache);
+    for (int i = threadIdx.x; i < 16 * n; i += W * 32) {
+      const int t = i / 16, r = i - t * 16;
+      float a = 0.0f, c = 0.0f;
 #pragma unroll
-    for (int k = 0; k < W; k++) v += partial[k][r][tok];
-    store_out(y, y_f32, (size_t)tok * ldy + row, v, beta);
+      for (int k = 0; k < W; k++) {
+        a += partial[k][r][t];
+        c += partial[k][16 + r][t];
+      }
+      a = round_bf16(a);
+      c = round_bf16(c);
+      const int ra = tile_row0<NT, EPI>(f, 0) + r, rc = tile_row0<NT, EPI>(f, 1) + r;
+      if (bias) {
+        a += __bfloat162float(bias[ra]);
+        c += __bfloat162float(bias[rc]);
+      }
+      const int slot = rp.slots[t];
+      const size_t slot_off = slot >= 0 ? (size_t)(slot / TWIN_CUDA_KV_BLOCK) * rp.n_kv_heads *
+                                              TWIN_CUDA_KV_BLOCK * hd +
+                                              (size_t)(slot % TWIN_CUDA_KV_BLOCK) * hd
+                                        : 0;
+      if ((int)blockIdx.x < rot_blocks) {
+        const int head = blockIdx.x / per_head, fi = ra - head * hd; /* frequency index */
+        const float2 cs = reinterpret_cast<const float2 *>(rp.cos_sin)[(size_t)t * half + fi];
+        const __nv_bfloat16 lo = __float2bfloat16_rn(a * cs.x - c * cs.y);
+        const __nv_bfloat16 hi = __float2bfloat16_rn(c * cs.x + a * cs.y);
+        if (head < rp.n_heads) {
+          yb[(size_t)t * ldy + ra] = lo;
+          yb[(size_t)t * ldy + rc] = hi;
+        } else if (slot >= 0) {
+          __nv_bfloat16 *dst = kc + slot_off + (size_t)(head - rp.n_heads) * TWIN_CUDA_KV_BLOCK * hd;
+          dst[fi] = lo;
+          dst[fi + half] = hi;
+        }
+      } else if (slot >= 0) { /* v: rows ra and rc of the v part */
+        const int va = ra - (rp.n_heads + rp.n_kv_heads) * hd, vcol = rc - (rp.n_heads + rp.n_kv_heads) * hd;
+        vc[slot_off + (size_t)(va / hd) * TWIN_CUDA_KV_BLOCK * hd + va % hd] = __float2bfloat16_rn(a);
+        vc[slot_off + (size_t)(vcol / hd) * TWIN_CUDA_KV_BLOCK * hd + vcol % hd] = __float2bfloat16_rn(c);
+      }
+    }
+  } else if constexpr (EPI == EPI_GLU) {
+    /* as silu_mul.cu on the bf16 products: act[t][i] = bf16(silu(gate) * up) */
+    __nv_bfloat16 *yb = static_cast<__nv_bfloat16 *>(y);
+    for (int i = threadIdx.x; i < 16 * n; i += W * 32) {
+      const int t = i / 16, r = i - t * 16;
+      float g = 0.0f, u = 0.0f;
+#pragma unroll
+      for (int k = 0; k < W; k++) {
+        g += partial[k][r][t];
+        u += partial[k][16 + r][t];
+      }
+      g = round_bf16(g);
+      u = round_bf16(u);
+      yb[(size_t)t * ldy + blockIdx.x * 16 + r] = __float2bfloat16_rn(g / (1.0f + expf(-g)) * u);
+    }
+  } else if constexpr (EPI == EPI_STORE) {
+    for (int i = threadIdx.x; i < ROWS * n; i += W * 32) {
+      const int t = i / ROWS, r = i - t * ROWS, row = row0 + r;
+      if (row >= rows) continue;
+      float v = 0.0f;
+#pragma unroll
+      for (int k = 0; k < W; k++) v += partial[k][r][t];
+      store_out(y, y_f32, (size_t)t * ldy + row, v, beta);
+    }
+  } else { /* EPI_RMS */
+    /* y fp32, ldy == rows (the launcher checks): store, keep the squares, then the grid sum */
+    __shared__ float sq[8][ROWS]; /* [token][row of the block] */
+    __shared__ int last;          /* this block finished last */
+    float *yf = static_cast<float *>(y);
+    for (int i = threadIdx.x; i < ROWS * n; i += W * 32) {
+      const int t = i / ROWS, r = i - t * ROWS, row = row0 + r;
+      float v = 0.0f;
+      if (row < rows) {
+#pragma unroll
+        for (int k = 0; k < W; k++) v += partial[k][r][t];
+        const size_t o = (size_t)t * ldy + row;
+        if (beta != 0.0f) v = fmaf(beta, yf[o], v);
+        yf[o] = v;
+      }
+      sq[t][r] = v * v;
+    }
+    __syncthreads();
+    if (threadIdx.x < n) {
+      float s = 0.0f;
+      for (int r = 0; r < ROWS; r++) s += sq[threadIdx.x][r];
+      f.rms_partial[(size_t)blockIdx.x * 8 + threadIdx.x] = s;
+      __threadfence();
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) last = atomicAdd(f.rms_counter, 1u) == gridDim.x - 1;
+    __syncthreads();
+    if (last) {
+      __threadfence();
+      for (int t = warp; t < n; t += W) {
+        float s = 0.0f;
+        for (unsigned b = lane; b < gridDim.x; b += 32) s += __ldcg(f.rms_partial + (size_t)b * 8 + t);
+        s = warp_sum(s);
+        if (lane == 0) f.rms_out[t] = rsqrtf(s / (float)rows + f.eps);
+      }
+      if (threadIdx.x == 0) *f.rms_counter = 0u;
+    }
   }
 }
 
@@ -156,18 +313,34 @@ gemv_bf16_kernel(void *__restrict__ y /* [n][ldy] */, int y_f32, int ldy,
 
 struct bf16_variant {
   const char *name;
-  void (*kernel)(void *, int, int, const twin_bf16 *, int, const twin_bf16 *, int, int, int, float);
+  void (*kernel)(void *, int, int, twin_gemv_fused, const twin_bf16 *, int, int, int, float);
   int warps, rows_per_block;
 };
 
 #define BF16_VARIANT(W, U, NT) \
-  { "warps " #W " unroll " #U " tiles " #NT, gemv_bf16_kernel<W, U, NT>, W, 16 * NT }
+  { "warps " #W " unroll " #U " tiles " #NT, gemv_bf16_kernel<W, U, NT, TWIN_GEMV_X_BF16, EPI_STORE>, W, 16 * NT }
 
 static const bf16_variant kBf16Variants[] = {
     BF16_VARIANT(4, 4, 1), BF16_VARIANT(8, 4, 1), BF16_VARIANT(16, 4, 1), BF16_VARIANT(8, 2, 1),
     BF16_VARIANT(8, 8, 1), BF16_VARIANT(4, 4, 2), BF16_VARIANT(8, 2, 2),  BF16_VARIANT(16, 2, 1),
 };
 #define N_BF16_VARIANTS ((int)(sizeof kBf16Variants / sizeof kBf16Variants[0]))
+
+/* The fused forms exist in the two shapes the launcher picks (below), for the combinations a
+ * decoder layer uses: normed x (q/k/v, gate/up), plain x with the row scale out (o_proj),
+ * SiLU * up x with or without it (down; the last layer's needs none). [x mode][rms][shape]. */
+typedef void (*fused_kernel)(void *, int, int, twin_gemv_fused, const twin_bf16 *, int, int, int,
+                             float);
+/* The fused forms a decoder layer uses. Plain x with the scale out (o_proj, down), in the two
+ * shapes the launcher picks (below). */
+static const fused_kernel kFusedRms[2] = {gemv_bf16_kernel<16, 4, 1, TWIN_GEMV_X_BF16, EPI_RMS>,
+                                          gemv_bf16_kernel<8, 8, 1, TWIN_GEMV_X_BF16, EPI_RMS>};
+/* The pair epilogues: q/k/v with RoPE and the cache write (x plain for the first layer, normed
+ * after), gate/up into SiLU(gate) * up (x normed): 8 warps, 4 chunks a round, two tiles (the
+ * same bytes in flight as 8 warps x 8 chunks x 1 tile). */
+static const fused_kernel kFusedRope[2] = {gemv_bf16_kernel<8, 4, 2, TWIN_GEMV_X_BF16, EPI_ROPE>,
+                                           gemv_bf16_kernel<8, 4, 2, TWIN_GEMV_X_RMSNORM, EPI_ROPE>};
+static const fused_kernel kFusedGlu = gemv_bf16_kernel<8, 4, 2, TWIN_GEMV_X_RMSNORM, EPI_GLU>;
 
 /* The launcher's choice (H200 sweep, tests/gpu/NOTES.md run 4): bytes in flight decide. Over
  * 132 tiles of 16 rows: 8 warps of 8 chunks (8 KiB a warp a round, two blocks an SM); up to 132
@@ -190,14 +363,60 @@ static cudaError_t gemv_bf16_launch(int variant, void *y, int y_f32, int ldy, co
   if (variant < 0) variant = bf16_auto_variant(rows, cols);
   const bf16_variant &v = kBf16Variants[variant];
   const unsigned grid = (unsigned)((rows + v.rows_per_block - 1) / v.rows_per_block);
-  return twin_launch(v.kernel, grid, v.warps * 32, 0, stream, y, y_f32, ldy, x, ldx, w, n, rows,
-                     cols, beta);
+  twin_gemv_fused f = {};
+  f.x_mode = TWIN_GEMV_X_BF16;
+  f.x = x;
+  f.ldx = ldx;
+  return twin_launch(v.kernel, grid, v.warps * 32, 0, stream, y, y_f32, ldy, f, w, n, rows, cols,
+                     beta);
 }
 
 extern "C" cudaError_t twin_cuda_gemv_bf16(void *y, int y_f32, int ldy, const twin_bf16 *x, int ldx,
                                            const twin_bf16 *w, int n, int rows, int cols,
                                            float beta, cudaStream_t stream) {
   return gemv_bf16_launch(-1, y, y_f32, ldy, x, ldx, w, n, rows, cols, beta, stream);
+}
+
+extern "C" size_t twin_cuda_gemv_rms_partials(int rows) {
+  return rows > 0 ? (size_t)((rows + 15) / 16) * 8 : 0;
+}
+
+extern "C" cudaError_t twin_cuda_gemv_bf16_fused(void *y, int y_f32, int ldy,
+                                                 const twin_gemv_fused *f, const twin_bf16 *w,
+                                                 int n, int rows, int cols, float beta,
+                                                 cudaStream_t stream) {
+  if (!f || f->x_mode < TWIN_GEMV_X_BF16 || f->x_mode > TWIN_GEMV_X_RMSNORM) return cudaErrorInvalidValue;
+  const int xm = (int)f->x_mode, rms = f->rms_out != nullptr;
+  if (!y || !f->x || !w || n < 1 || n > TWIN_CUDA_GEMV_MAX_N || rows < 1 || cols < 8 ||
+      cols % 8 != 0 || f->ldx < cols || f->ldx % 8 != 0 ||
+      (reinterpret_cast<uintptr_t>(f->x) & 15) != 0 || (reinterpret_cast<uintptr_t>(w) & 15) != 0 ||
+      (xm == TWIN_GEMV_X_RMSNORM &&
+       (!f->norm_w || !f->inv_rms || (reinterpret_cast<uintptr_t>(f->norm_w) & 15) != 0)) ||
+      (rms && (!y_f32 || ldy != rows || !f->rms_partial || !f->rms_counter)) ||
+      (f->rope_kv && f->glu_hidden))
+    return cudaErrorInvalidValue;
+  if (f->rope_kv) {
+    const twin_gemv_rope &r = f->rope;
+    if (rms || y_f32 || beta != 0.0f || ldy < rows || r.head_dim < 32 || r.head_dim % 32 != 0 ||
+        r.n_heads < 1 || r.n_kv_heads < 1 || !r.cos_sin || !r.slots || !r.k_cache ||
+        !r.v_cache || (reinterpret_cast<uintptr_t>(r.cos_sin) & 7) != 0 ||
+        rows != (r.n_heads + 2 * r.n_kv_heads) * r.head_dim)
+      return cudaErrorInvalidValue;
+    return twin_launch(kFusedRope[xm], (unsigned)(rows / 32), 8 * 32, 0, stream, y, y_f32, ldy,
+                       *f, w, n, rows, cols, beta);
+  }
+  if (f->glu_hidden) {
+    if (rms || xm != TWIN_GEMV_X_RMSNORM || y_f32 || beta != 0.0f || f->glu_hidden % 16 != 0 ||
+        rows != 2 * f->glu_hidden || ldy < f->glu_hidden)
+      return cudaErrorInvalidValue;
+    return twin_launch(kFusedGlu, (unsigned)(f->glu_hidden / 16), 8 * 32, 0, stream, y, y_f32,
+                       ldy, *f, w, n, rows, cols, beta);
+  }
+  if (!rms || xm != TWIN_GEMV_X_BF16) return cudaErrorInvalidValue; /* no other form is built */
+  const int shape = bf16_auto_variant(rows, cols) == 2 ? 0 : 1; /* 16 warps x 4, 8 warps x 8 */
+  const unsigned grid = (unsigned)((rows + 15) / 16);
+  return twin_launch(kFusedRms[shape], grid, (shape == 0 ? 16 : 8) * 32, 0, stream, y, y_f32,
+                     ldy, *f, w, n, rows, cols, beta);
 }
 
 extern "C" int twin_cuda_gemv_bf16_variant_count(void) { return N_BF16_VARIANTS; }

@@ -283,7 +283,7 @@ static __device__ __forceinline__ void mma_sum(float s[4], uint2 b) {
  * t of an mma's result depends only on column t of B, and columns >= n are never stored, so
  * no predicate or zeroing is needed. */
 static __device__ __forceinline__ uint2 x_frag(const twin_bf16 *p) {
-  return __ldg(reinterpret_cast<const uint2 *>(p));
+  return ld_act_v2(p); /* after pdl_wait: cuda_util.cuh */
 }
 
 /* the B fragment from nothing: c = a . 0 */

@@ -88,7 +88,9 @@ cudaError_t twin_cuda_rope_kv_write(twin_bf16 *qkv /* [n][(n_heads + 2*n_kv_head
 /* Decode: one query per listed sequence (seqs[i], i < n_decode; n_new == 1 for each). One thread
  * block serves all query heads of one KV head, so K and V are read once per KV head; a context
  * longer than partition_tokens is split over several blocks (split-K) whose partial results go
- * to part_acc / part_ml and are combined by a second (reduce) kernel.
+ * to part_acc / part_ml and are combined by the last of them to finish when split_counters is
+ * given (n_decode * n_heads counters, zero before the first call and left zero), else by a
+ * second (reduce) kernel; the results are the same bits.
  * partition_tokens: device memory holding one int, the keys per split: a multiple of 16,
  * >= 16 (read by the kernels, so one captured CUDA graph serves any context length). The keys a
  * sequence reads start at the block holding its first visible position (0 without a window):
@@ -105,7 +107,7 @@ cudaError_t twin_cuda_attention_decode(
     const int32_t *partition_tokens /* [1], device */, int max_splits,
     float *part_acc /* [n_decode][n_heads][max_splits][hd] */,
     float *part_ml /* [n_decode][n_heads][max_splits][2]: running max (log2 units), sum */,
-    cudaStream_t stream);
+    unsigned *split_counters /* [n_decode * n_heads] or NULL */, cudaStream_t stream);
 
 /* Prefill: tiles of up to TWIN_CUDA_PREFILL_TILE new queries, tile j covering the new tokens
  * tile_q0[j] .. +63 of sequence tile_seq[j] (the caller lists every tile of every sequence it
@@ -181,6 +183,65 @@ cudaError_t twin_cuda_gemv_bf16_variant(int variant, void *y /* [n][ldy] */, int
                                         const twin_bf16 *x /* [n][ldx] */, int ldx,
                                         const twin_bf16 *w /* [rows][cols] */, int n, int rows,
                                         int cols, float beta, cudaStream_t stream);
+
+/* ---- fused decode projections (gemv_bf16.cu) -------------------------------------------------
+ * The bf16 GEMV with the element-wise work between a decoder layer's projections folded into
+ * its loads and stores, so that a decode step runs one kernel a projection and no RMSNorm,
+ * RoPE or SiLU kernels. The x operand is formed as it is loaded:
+ *   TWIN_GEMV_X_BF16      x[t][c] bf16, as twin_cuda_gemv_bf16;
+ *   TWIN_GEMV_X_RMSNORM   x[t][c] = bf16(r[t][c] * inv_rms[t] * norm_w[c]) from the fp32 residual
+ *                         stream r (the same arithmetic as twin_cuda_rmsnorm).
+ * With rms_out set, the kernel also leaves rms_out[t] = 1 / sqrt(mean_r y[t][r]^2 + eps) over the
+ * rows it wrote (y fp32 and rows the whole row of y: the residual stream after the residual add
+ * beta = 1), the scale the next X_RMSNORM projection needs. That sum is a grid reduction:
+ * each block writes its partial sums, the last block to finish adds them in block order
+ * (deterministic) and puts the counter back to zero.
+ * With rope_kv set instead, the product is a layer's fused q/k/v and the kernel finishes it as
+ * twin_cuda_rope_kv_write does (same arithmetic, same bits): bias added, q rotated into y, k
+ * rotated and v copied into their cache slots (k and v are not stored in y). Each block then
+ * holds both halves of the rotation pairs it serves (rows i and i + hd/2 of a head).
+ * With glu_hidden = h instead, the product is a fused gate/up (rows 2h: gate, then up) and y gets
+ * SiLU(gate) * up ([n][h] bf16, as twin_cuda_silu_mul on the bf16 products, same bits): the
+ * gate/up product itself is never stored. */
+typedef enum {
+  TWIN_GEMV_X_BF16 = 0,
+  TWIN_GEMV_X_RMSNORM = 1,
+} twin_gemv_x_mode;
+
+typedef struct twin_gemv_rope {
+  const twin_bf16 *bias;  /* [(nh + 2*nkv)*hd] q/k/v bias, or NULL */
+  const float *cos_sin;   /* [n][hd/2][2] (twin_cuda_rope_table) */
+  const int32_t *slots;   /* [n] cache slot of each token, -1: not cached (padding) */
+  twin_bf16 *k_cache, *v_cache; /* [blocks][nkv][16][hd] one layer's */
+  int n_heads, n_kv_heads, head_dim; /* head_dim a multiple of 32 */
+} twin_gemv_rope;
+
+typedef struct twin_gemv_fused {
+  twin_gemv_x_mode x_mode;
+  const void *x;          /* [n][ldx]: bf16, fp32 for X_RMSNORM; 16-byte aligned */
+  int ldx;                /* a multiple of 8, >= cols */
+  const twin_bf16 *norm_w; /* [cols] X_RMSNORM */
+  const float *inv_rms;   /* [n] X_RMSNORM: written by an earlier kernel */
+  float *rms_out;         /* [n] or NULL */
+  float *rms_partial;     /* [twin_cuda_gemv_rms_partials(rows)] scratch when rms_out */
+  unsigned *rms_counter;  /* one counter, zero before the first call, left zero */
+  float eps;              /* for rms_out */
+  int rope_kv;            /* 1: finish q/k/v as described above (rope must be filled) */
+  twin_gemv_rope rope;
+  int glu_hidden;         /* > 0: finish gate/up as described above (a multiple of 16) */
+} twin_gemv_fused;
+
+/* y = x . w^T + beta * y as twin_cuda_gemv_bf16, with x formed by f->x_mode and rms_out as
+ * above. The forms built (what a decoder layer needs; others are refused): rope_kv (x plain or
+ * normed; bf16 y, beta 0, rows == (n_heads + 2*n_kv_heads)*head_dim), glu_hidden (x normed; bf16
+ * y, beta 0, rows == 2*glu_hidden, y rows of glu_hidden values ldy apart) and plain x with
+ * rms_out (y_f32, ldy == rows). */
+cudaError_t twin_cuda_gemv_bf16_fused(void *y /* [n][ldy] */, int y_f32, int ldy,
+                                      const twin_gemv_fused *f,
+                                      const twin_bf16 *w /* [rows][cols] */, int n, int rows,
+                                      int cols, float beta, cudaStream_t stream);
+/* Floats of rms_partial a fused call with rms_out over `rows` rows needs. */
+size_t twin_cuda_gemv_rms_partials(int rows);
 
 /* ---- block-quantized weights (gemv_quant.cu) ------------------------------------------------
  * w holds rows of ggml blocks (llm-svc/model/quant.h; Q4_0, Q4_1, Q5_0, Q8_0, Q4_K, Q5_K, Q6_K):

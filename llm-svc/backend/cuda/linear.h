@@ -3,8 +3,9 @@
  * converted at load) or, for GGUF block formats, as its blocks exactly as the file stores them
  * (quant.h), one row of blocks after another. The product picks its path by the number of rows
  * of x: up to TWIN_CUDA_GEMV_MAX_N (decode steps) our GEMV kernels read the weights once for all
- * rows (gemv_bf16.cu, gemv_quant.cu); more rows (prefill) go to cuBLAS, block formats after
- * dequantizing to bf16 scratch a band of rows at a time. Plain C; device pointers are borrowed. */
+ * rows (gemv_bf16.cu, gemv_quant.cu); more rows go to cuBLAS (through the context's GEMM tuner,
+ * gemm.h, unless TWIN_CUDA_GEMM_TUNE=0), block formats after dequantizing to bf16 scratch a band
+ * of rows at a time. Plain C; device pointers are borrowed. */
 #ifndef TWIN_BACKEND_CUDA_LINEAR_H
 #define TWIN_BACKEND_CUDA_LINEAR_H
 
@@ -12,6 +13,7 @@
 #include <stddef.h>
 
 #include "common/error.h"
+#include "llm-svc/backend/cuda/gemm.h"
 #include "llm-svc/backend/cuda/kernels.h"
 
 #ifdef __cplusplus
@@ -34,7 +36,18 @@ typedef struct twin_cuda_linear_ctx {
   int gemv;                   /* 1: few rows of x go through our GEMV kernels (bf16 too);
                                  0: bf16 matrices always through cuBLAS (block formats still
                                  use the dequantizing GEMV: cuBLAS cannot read them) */
+  twin_cuda_gemm_tuner *tuner; /* owned (twin_cuda_linear_ctx_init / _release); NULL: every
+                                  cuBLAS product through plain cublasGemmEx */
 } twin_cuda_linear_ctx;
+
+/* Makes the context's own parts once cublas (bound to stream) and stream are set: the GEMM
+ * tuner, unless the environment has TWIN_CUDA_GEMM_TUNE=0 (then tuner stays NULL). Allocates
+ * max(32 MiB, 2 x L2) of device memory (gemm.h): call it before sizing pools by free memory.
+ * Returns 0 or a TWIN_E* code with err filled. */
+int twin_cuda_linear_ctx_init(twin_cuda_linear_ctx *ctx, twin_err *err);
+/* Frees what twin_cuda_linear_ctx_init made (the stream's work done); safe on a zeroed ctx and
+ * twice. */
+void twin_cuda_linear_ctx_release(twin_cuda_linear_ctx *ctx);
 
 /* The device storage of a checkpoint matrix of dtype `src`: itself for block formats, bf16 for
  * f32/f16/bf16. */

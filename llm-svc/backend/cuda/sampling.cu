@@ -72,9 +72,27 @@ static __device__ __forceinline__ float scaled(const float *x, int i, float inv_
 
 /* ---- argmax ---------------------------------------------------------------------------------- */
 
+/* v2: 16-byte loads, eight in flight per thread, when the row is 16-byte aligned (v1's strided
+ * scalar loads left one block per row latency-bound: ~60 us for a 128k vocabulary); each thread
+ * sees its indices in increasing order and better() breaks ties by index, so the result is the
+ * same whichever thread saw what. */
 static __device__ arg_best row_argmax(const float *x, int vocab, float inv_t, float *sv, int *si) {
   arg_best a = {-INFINITY, INT_MAX};
-  for (int i = threadIdx.x; i < vocab; i += blockDim.x) a = better(a, arg_best{scaled(x, i, inv_t), i});
+  int tail = 0; /* first index the scalar loop covers */
+  if ((reinterpret_cast<uintptr_t>(x) & 15) == 0) {
+    const float4 *x4 = reinterpret_cast<const float4 *>(x);
+    const int n4 = vocab / 4;
+#pragma unroll 8
+    for (int j = threadIdx.x; j < n4; j += blockDim.x) {
+      const float4 v = x4[j];
+      const float e[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+      for (int k = 0; k < 4; k++)
+        a = better(a, arg_best{isnan(e[k]) ? -INFINITY : e[k] * inv_t, 4 * j + k});
+    }
+    tail = 4 * n4;
+  }
+  for (int i = tail + threadIdx.x; i < vocab; i += blockDim.x) a = better(a, arg_best{scaled(x, i, inv_t), i});
   a = block_argmax(a, sv, si);
   if (a.i >= vocab) a.i = 0; /* a row of NaN */
   return a;

@@ -1,0 +1,37 @@
+/* llm-svc/backend/cuda/profile.h — the per-kernel time split of the CUDA backend's steps, on
+ * request (TWIN_CUDA_PROFILE=1 in the environment). An event pair brackets every kernel or
+ * projection the backend enqueues; when a step has finished, the pairs are read and summed by
+ * label, separately for decode steps (one token per sequence) and the others; the table is
+ * printed when the backend is destroyed. The backend runs eagerly while it profiles (no CUDA
+ * graphs), and an event between two kernels stops the next one from starting early, so each
+ * figure is the kernel alone and their sum is above a graph step's time: the split says where
+ * the time goes, the graph step says how long it takes. Plain C; every function takes NULL
+ * (profiling off) and then does nothing. */
+#ifndef TWIN_BACKEND_CUDA_PROFILE_H
+#define TWIN_BACKEND_CUDA_PROFILE_H
+
+#include <cuda_runtime_api.h>
+#include <stdio.h>
+
+#include "common/error.h"
+
+typedef struct twin_cuda_profile twin_cuda_profile;
+
+/* *out = a profile recording on `stream` (borrowed), or NULL when TWIN_CUDA_PROFILE is unset. */
+int twin_cuda_profile_create(cudaStream_t stream, twin_cuda_profile **out, twin_err *err);
+void twin_cuda_profile_destroy(twin_cuda_profile *p);
+
+/* Brackets one enqueued operation; label is a string literal (kept by pointer). A step records
+ * at most TWIN_CUDA_PROFILE_MAX_PAIRS pairs; the rest go uncounted (and are reported). */
+#define TWIN_CUDA_PROFILE_MAX_PAIRS 2048
+void twin_cuda_profile_begin(twin_cuda_profile *p);
+void twin_cuda_profile_end(twin_cuda_profile *p, const char *label);
+
+/* After the stream has synchronised: adds the step's pairs to the decode table (decode != 0) or
+ * the other one, and starts the next step. */
+void twin_cuda_profile_step(twin_cuda_profile *p, int decode);
+
+/* Labels by share of the time, per step: calls, microseconds a step, share. */
+void twin_cuda_profile_print(const twin_cuda_profile *p, FILE *f);
+
+#endif
