@@ -165,9 +165,11 @@ fail:
   if (svc) twin_service_stop(svc, 0);
 out:
   twin_index_follower_stop(follower);
-  twin_service_destroy(svc);
+  /* the server has stopped: the handlers' state, then the trace publisher (whose thread sets
+   * gauges in the service's metrics), then the service */
   twin_business_service_destroy(biz);
   twin_trace_publisher_destroy(traces, 2000);
+  twin_service_destroy(svc);
   twin_llm_client_destroy(llm);
   twin_vector_index_destroy(index);
   twin_embedder_destroy(embedder);

@@ -1,9 +1,9 @@
-/* common/rpc/server.c — the gRPC C-core server: one completion-queue thread does all I/O and
- * bookkeeping, handlers run on a worker pool, and any thread may queue messages on a call.
- * Per call: RECV_CLOSE_ON_SERVER is armed at once (that is how cancels and deadlines are
- * seen), one SEND batch is in flight at a time, queued messages are coalesced when the method
- * has a coalescer, and the status follows the last message (in the same batch when possible).
- * A call is freed when its handler has finished it and every batch it started has completed. */
+/* common/rpc/server.c — the gRPC C-core server: one completion-queue thread takes every event,
+ * handlers run on a worker pool, any thread may queue messages on a call, and one sender thread
+ * starts the writes callers asked for, so that a caller only appends to a queue. Per call:
+ * RECV_CLOSE_ON_SERVER is armed at once (cancels, deadlines), one SEND batch is in flight at a
+ * time, queued messages are coalesced when the method has a coalescer, and the status follows
+ * the last message. Threads, lock order and call lifetime: the first section below. */
 #include "common/rpc/server_internal.h"
 
 #include <grpc/byte_buffer_reader.h>
@@ -15,6 +15,32 @@
 #include <string.h>
 
 #include "common/log.h"
+
+/* ==== threads, locks, call lifetime =========================================================
+ * Threads. cq_main (one per server) takes every completion; when a write completes it starts
+ * the call's next write (or the status) itself. sender_main (one per server, started before the
+ * first call can arrive, joined at shutdown after the last call is freed) starts a call's first
+ * write after an idle spell, and its status when no write is in flight. twin_rpc_call_send()
+ * and twin_rpc_call_finish() never call into gRPC on their caller's thread: the engine's loop
+ * thread streams one message per sequence per step and pays a malloc, a queue append under
+ * call->mu and, when the call is not already waiting for the sender, a list append under
+ * sender.mu (plus one condvar signal when the sender is asleep on an empty list).
+ *
+ * Locks. call->mu guards a call's queue and flags (grpc_call_start_batch and the coalescer run
+ * under it); call->cb_mu guards the on-cancel hook (the hook runs under it and may take its
+ * owner's locks); srv->mu guards the live list and counters; srv->sender.mu guards the sender's
+ * list. Order: none of these four is ever held while another of them is taken: call_free()
+ * takes srv->mu after call->mu was dropped, the hook fires after call->mu was dropped, and a
+ * call is handed to the sender after call->mu was dropped. So srv->mu and call->mu cannot
+ * deadlock, and sender.mu is a leaf. The hook's own locks nest inside call->cb_mu (health's
+ * watch: cb_mu -> health mu), so no one may call finish or on_cancel while holding them.
+ *
+ * Lifetime. A call is freed (call_free, exactly once) by whichever thread sees
+ * call_done_locked() turn true under call->mu: the handler has finished it, no batch it started
+ * is pending, and it is not waiting for the sender. sender_pending is set under call->mu by the
+ * thread that hands the call to the sender and cleared by the sender under call->mu, so a call
+ * in the sender's list is never freed under it; the sender reads a call's list link before it
+ * locks the call, since the call may be handed over again, or freed, once it is unlocked. */
 
 /* ==== byte buffers ========================================================================== */
 
@@ -84,7 +110,9 @@ static void call_free(twin_rpc_call *c) {
 }
 
 /* Called with c->mu held; returns 1 when the caller must free the call (after unlocking). */
-static int call_done_locked(twin_rpc_call *c) { return c->handler_done && c->ops_pending == 0; }
+static int call_done_locked(twin_rpc_call *c) {
+  return c->handler_done && c->ops_pending == 0 && !c->sender_pending;
+}
 
 static void call_start_batch_locked(twin_rpc_call *c, const grpc_op *ops, size_t n, rpc_tag *tag) {
   grpc_call_error e = grpc_call_start_batch(c->call, ops, n, tag, NULL);
@@ -184,6 +212,87 @@ static void call_start_send_locked(twin_rpc_call *c) {
   }
 }
 
+/* Starts what the call has waiting when no write is in flight: the queued messages (the status
+ * joining them when it can), else the status once the handler finished. Nothing once the call is
+ * over or broken. Runs on the sender thread and on the completion-queue thread only. */
+static void call_start_next_locked(twin_rpc_call *c) {
+  if (c->closed || c->broken || c->send_inflight) return;
+  if (c->head) call_start_send_locked(c);
+  else if (c->finish_requested && !c->status_started) call_start_status_locked(c);
+}
+
+/* ==== the sender thread ===================================================================== */
+
+/* Appends a call to the sender's list. The caller has set c->sender_pending under c->mu (which
+ * keeps the call alive) and dropped c->mu; after this returns the call may already be freed. */
+static void sender_hand_over(twin_rpc_server *s, twin_rpc_call *c) {
+  rpc_sender *sd = &s->sender;
+  c->sender_next = NULL;
+  pthread_mutex_lock(&sd->mu);
+  if (sd->tail) sd->tail->sender_next = c; else sd->head = c;
+  sd->tail = c;
+  if (sd->idle) { /* asleep means the list was empty: one signal per empty -> non-empty */
+    sd->idle = 0;
+    /* Under the lock: once it is dropped, the sender may free the call, and shutdown may end
+     * and destroy the condvar before an unlocked signal would run. */
+    pthread_cond_signal(&sd->cv);
+  }
+  pthread_mutex_unlock(&sd->mu);
+}
+
+/* Takes the whole list at a time and starts each call's next write; frees a call whose handler
+ * finished while it waited (and that has no batch pending). Leaves when stopped and empty. */
+static void *sender_main(void *arg) {
+  twin_rpc_server *s = arg;
+  rpc_sender *sd = &s->sender;
+  pthread_mutex_lock(&sd->mu);
+  for (;;) {
+    if (!sd->head) {
+      if (sd->stop) break;
+      sd->idle = 1;
+      pthread_cond_wait(&sd->cv, &sd->mu);
+      continue;
+    }
+    twin_rpc_call *batch = sd->head;
+    sd->head = sd->tail = NULL;
+    sd->idle = 0;
+    pthread_mutex_unlock(&sd->mu);
+    while (batch) {
+      twin_rpc_call *c = batch;
+      batch = c->sender_next; /* read before c is unlocked: it may be handed over or freed */
+      pthread_mutex_lock(&c->mu);
+      c->sender_pending = 0;
+      call_start_next_locked(c);
+      int done = call_done_locked(c);
+      pthread_mutex_unlock(&c->mu);
+      if (done) call_free(c);
+    }
+    pthread_mutex_lock(&sd->mu);
+  }
+  pthread_mutex_unlock(&sd->mu);
+  return NULL;
+}
+
+static int sender_start(twin_rpc_server *s) {
+  if (pthread_create(&s->sender.thread, NULL, sender_main, s) != 0) return -1;
+  s->sender.started = 1;
+  return 0;
+}
+
+/* After every call is freed (nothing can hand one over any more): lets the thread leave. */
+static void sender_stop(twin_rpc_server *s) {
+  rpc_sender *sd = &s->sender;
+  if (!sd->started) return;
+  pthread_mutex_lock(&sd->mu);
+  sd->stop = 1;
+  pthread_cond_signal(&sd->cv);
+  pthread_mutex_unlock(&sd->mu);
+  pthread_join(sd->thread, NULL);
+  sd->started = 0;
+}
+
+/* ==== cancellation hook ===================================================================== */
+
 static void fire_cancel(twin_rpc_call *c) {
   pthread_mutex_lock(&c->cb_mu);
   if (c->cancel_fn && !c->cancel_fired) {
@@ -211,10 +320,14 @@ int twin_rpc_call_send(twin_rpc_call *c, const uint8_t *msg, size_t len) {
   if (c->tail) c->tail->next = m; else c->head = m;
   c->tail = m;
   c->queued++;
-  if (!c->send_inflight) call_start_send_locked(c);
-  int rc = c->broken ? TWIN_ECANCELLED : 0;
+  /* A write in flight chains this one when it completes (on_call_event); otherwise the sender
+   * starts it, unless the call already waits for the sender. */
+  int hand_over = !c->send_inflight && !c->sender_pending;
+  if (hand_over) c->sender_pending = 1;
+  twin_rpc_server *s = c->srv;
   pthread_mutex_unlock(&c->mu);
-  return rc;
+  if (hand_over) sender_hand_over(s, c);
+  return 0;
 }
 
 void twin_rpc_call_finish(twin_rpc_call *c, twin_rpc_code code, const char *message) {
@@ -234,11 +347,15 @@ void twin_rpc_call_finish(twin_rpc_call *c, twin_rpc_code code, const char *mess
   c->fin_code = code;
   grpc_slice_unref(c->fin_details);
   c->fin_details = grpc_slice_from_copied_string(message ? message : "");
-  if (!c->closed && !c->broken && !c->send_inflight && !c->status_started)
-    call_start_status_locked(c);
+  /* The status goes out from the sender, or after the write in flight (on_call_event). */
+  int hand_over = !c->closed && !c->broken && !c->send_inflight && !c->status_started &&
+                  !c->sender_pending;
+  if (hand_over) c->sender_pending = 1;
   int done = call_done_locked(c);
+  twin_rpc_server *s = c->srv;
   pthread_mutex_unlock(&c->mu);
-  if (done) call_free(c);
+  if (hand_over) sender_hand_over(s, c);
+  else if (done) call_free(c);
 }
 
 void twin_rpc_call_reply(twin_rpc_call *c, const uint8_t *msg, size_t len) {
@@ -469,9 +586,8 @@ static void on_call_event(rpc_tag *t, int ok) {
         c->broken = 1;
         atomic_store(&c->cancelled, 1);
         cancel_now = 1;
-      } else if (!c->closed) {
-        if (c->head) call_start_send_locked(c);
-        else if (c->finish_requested && !c->status_started) call_start_status_locked(c);
+      } else {
+        call_start_next_locked(c); /* chains the next write here, on the I/O thread */
       }
       break;
     case TAG_STATUS:
@@ -546,6 +662,8 @@ int twin_rpc_server_create(const twin_rpc_server_opts *opts, twin_rpc_server **o
   s->max_workers = opts->max_workers > 0 ? opts->max_workers : 256;
   pthread_mutex_init(&s->mu, NULL);
   pthread_cond_init(&s->cv, NULL);
+  pthread_mutex_init(&s->sender.mu, NULL);
+  pthread_cond_init(&s->sender.cv, NULL);
 
   grpc_arg args[2];
   size_t n_args = 0;
@@ -612,6 +730,12 @@ int twin_rpc_server_start(twin_rpc_server *s, int *bound_port, twin_err *err) {
 
   s->pool = twin_worker_pool_create(s->min_workers, s->max_workers);
   if (!s->pool) return twin_err_set(err, TWIN_ENOMEM, "rpc: cannot start worker threads");
+  /* Before any call can arrive: finishing a call hands it to the sender. */
+  if (sender_start(s) != 0) {
+    twin_worker_pool_destroy(s->pool);
+    s->pool = NULL;
+    return twin_err_set(err, TWIN_EINTERNAL, "rpc %s: cannot start the sender thread", s->name);
+  }
   grpc_server_start(s->server);
   s->started = 1;
 
@@ -679,6 +803,7 @@ void twin_rpc_server_shutdown(twin_rpc_server *s, int grace_ms) {
   pthread_mutex_unlock(&s->mu);
   pthread_join(s->cq_thread, NULL);
   s->cq_thread_started = 0;
+  sender_stop(s); /* every call is freed: none is in its list or can be handed over */
   twin_worker_pool_destroy(s->pool);
   s->pool = NULL;
 }
@@ -702,6 +827,8 @@ void twin_rpc_server_destroy(twin_rpc_server *s) {
   free(s->methods);
   pthread_mutex_destroy(&s->mu);
   pthread_cond_destroy(&s->cv);
+  pthread_mutex_destroy(&s->sender.mu);
+  pthread_cond_destroy(&s->sender.cv);
   free(s);
   grpc_shutdown();
 }

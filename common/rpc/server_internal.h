@@ -1,6 +1,8 @@
 /* common/rpc/server_internal.h — the server's shared state, for server.c and health.c only.
  * Locks: srv->mu guards the server's lists and counters; call->mu guards one call's send queue
- * and flags; call->cb_mu serializes the on-cancel hook with twin_rpc_call_finish(). */
+ * and flags; call->cb_mu serializes the on-cancel hook with twin_rpc_call_finish();
+ * srv->sender.mu guards the sender thread's list of calls with writes to start. The order in
+ * which they may nest is written down in server.c's head. */
 #ifndef TWIN_RPC_SERVER_INTERNAL_H
 #define TWIN_RPC_SERVER_INTERNAL_H
 
@@ -84,6 +86,8 @@ struct twin_rpc_call {
   int broken;                   /* a write failed: the stream is dead */
   int ops_pending;              /* batches started and not completed */
   int handler_done;             /* finish() was called */
+  int sender_pending;           /* in (or on its way into) the sender's list; keeps the call
+                                   alive until the sender has looked at it */
   atomic_int cancelled;
   int close_cancelled;          /* filled by gRPC */
 
@@ -93,7 +97,19 @@ struct twin_rpc_call {
   int cancel_fired;
 
   rpc_tag t_close, t_send, t_status;
+  struct twin_rpc_call *sender_next;   /* sender's list (srv->sender.mu) */
 };
+
+/* The thread that starts writes for callers (see server.c, "the sender thread"). */
+typedef struct rpc_sender {
+  pthread_t thread;
+  int started;
+  pthread_mutex_t mu;           /* a leaf lock: nothing else is taken while it is held */
+  pthread_cond_t cv;
+  twin_rpc_call *head, *tail;   /* calls with a write or the status to start, FIFO */
+  int idle;                     /* the thread waits on cv: the next append must signal */
+  int stop;                     /* set at shutdown once every call is freed */
+} rpc_sender;
 
 typedef struct rpc_health rpc_health;
 
@@ -119,6 +135,7 @@ struct twin_rpc_server {
   int started, shutting_down, shutdown_tag_seen, cq_shut, cq_done, destroyed;
   rpc_tag t_shutdown;
 
+  rpc_sender sender;
   rpc_health *health;
 };
 

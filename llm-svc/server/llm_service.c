@@ -51,7 +51,8 @@ uint8_t *twin_llm_coalesce_responses(const uint8_t *const *msgs, const size_t *l
         size_t len = strlen(parts[i]->text);
         memcpy(text + t, parts[i]->text, len);
         t += len;
-        memcpy(ids + k, parts[i]->token_ids, parts[i]->n_token_ids * sizeof *ids);
+        if (parts[i]->n_token_ids) /* a message without tokens unpacks with token_ids NULL */
+          memcpy(ids + k, parts[i]->token_ids, parts[i]->n_token_ids * sizeof *ids);
         k += parts[i]->n_token_ids;
         for (size_t j = 0; j < parts[i]->n_logprobs; j++) lp[l++] = parts[i]->logprobs[j];
       }
