@@ -1,7 +1,8 @@
 /* common/rpc/server.h — a gRPC server over the C core, for unary and server-streaming methods.
- * One thread drives the completion queue (all socket I/O); handlers run on a worker pool and
- * may stream from any thread: each call has a send queue with one write in flight, and messages
- * queued meanwhile are merged by the method's coalescer. Cancellation (client cancel, deadline,
+ * One thread drives the completion queue; handlers run on a worker pool and may stream from any
+ * thread: sending only queues the message (a sender thread starts a call's first write, the
+ * completion-queue thread the next ones), one write is in flight per call, and messages queued
+ * meanwhile are merged by the method's coalescer. Cancellation (client cancel, deadline,
  * broken connection) is seen at once through twin_rpc_call_cancelled() and an on-cancel hook.
  * Unknown methods get UNIMPLEMENTED; shutdown stops accepting, lets calls finish for a grace
  * period, then cancels them. The standard grpc.health.v1.Health service is built in. */

@@ -26,7 +26,7 @@ mkdir -p "$logs"
 results=$logs/results.txt
 : >"$results"
 harnesses=(test_convert test_embedding test_rmsnorm test_silu_mul test_rope_kv test_gemm
-           test_gemv_quant test_gemv_bf16 test_gemv_fused test_attention test_sampling test_backend)
+           test_gemv_quant test_gemv_bf16 test_gemv_fused test_attention test_sampling test_profile test_backend)
 for t in "${harnesses[@]}"; do
   log=$logs/$t.log
   t0=$(date +%s)

@@ -13,6 +13,8 @@
 
 #include <utility>
 
+#include "llm-svc/backend/cuda/kernels.h"
+
 #define TWIN_FULL_MASK 0xffffffffu
 
 /* 8 bf16 values packed in 16 bytes (one vector load). */
@@ -70,6 +72,18 @@ static __device__ __forceinline__ float block_max(float v, float *scratch) {
   __syncthreads();
   v = lane < n_warps ? scratch[lane] : -INFINITY;
   return warp_max(v);
+}
+
+/* ---- shared arithmetic -----------------------------------------------------------------------
+ * Used by the stand-alone kernels and by the fused projections, so both round alike. */
+
+static __device__ __forceinline__ float silu(float g) { return g / (1.0f + expf(-g)); }
+
+/* Element offset of a token's cache slot in one layer's K (or V) cache, laid out
+ * [blocks][n_kv][TWIN_CUDA_KV_BLOCK][hd] (kernels.h); KV head h adds h * TWIN_CUDA_KV_BLOCK * hd. */
+static __device__ __forceinline__ size_t kv_slot_offset(int slot, int n_kv_heads, int hd) {
+  return (size_t)(slot / TWIN_CUDA_KV_BLOCK) * n_kv_heads * TWIN_CUDA_KV_BLOCK * hd +
+         (size_t)(slot % TWIN_CUDA_KV_BLOCK) * hd;
 }
 
 /* ---- loads of activations ---------------------------------------------------------------------

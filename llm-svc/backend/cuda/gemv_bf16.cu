@@ -98,9 +98,20 @@ static __device__ __forceinline__ int tile_row0(const twin_gemv_fused &f, int t)
   }
 }
 
-/* bf16 rounding, back in fp32 (the value a bf16 output would hold) */
-static __device__ __forceinline__ float round_bf16(float v) {
-  return __bfloat162float(__float2bfloat16_rn(v));
+/* The pair epilogues' inputs: row r of tile 0 and of tile 1 for token t, the warps' partial
+ * sums added in warp order and rounded to bf16 (the values the plain GEMV would store), in fp32. */
+template <int W, int ROWS>
+static __device__ __forceinline__ void pair_sums(const float (&partial)[W][ROWS][8], int r, int t,
+                                                 float &a, float &c) {
+  a = 0.0f;
+  c = 0.0f;
+#pragma unroll
+  for (int k = 0; k < W; k++) {
+    a += partial[k][r][t];
+    c += partial[k][16 + r][t];
+  }
+  a = __bfloat162float(__float2bfloat16_rn(a));
+  c = __bfloat162float(__float2bfloat16_rn(c));
 }
 
 template <int W, int U, int NT, int XM, int EPI>
@@ -208,24 +219,15 @@ gemv_bf16_kernel(void *__restrict__ y /* [n][ldy] */, int y_f32, int ldy, twin_g
     __nv_bfloat16 *vc = reinterpret_cast<__nv_bfloat16 *>(rp.v_cache);
     for (int i = threadIdx.x; i < 16 * n; i += W * 32) {
       const int t = i / 16, r = i - t * 16;
-      float a = 0.0f, c = 0.0f;
-#pragma unroll
-      for (int k = 0; k < W; k++) {
-        a += partial[k][r][t];
-        c += partial[k][16 + r][t];
-      }
-      a = round_bf16(a);
-      c = round_bf16(c);
+      float a, c;
+      pair_sums(partial, r, t, a, c);
       const int ra = tile_row0<NT, EPI>(f, 0) + r, rc = tile_row0<NT, EPI>(f, 1) + r;
       if (bias) {
         a += __bfloat162float(bias[ra]);
         c += __bfloat162float(bias[rc]);
       }
       const int slot = rp.slots[t];
-      const size_t slot_off = slot >= 0 ? (size_t)(slot / TWIN_CUDA_KV_BLOCK) * rp.n_kv_heads *
-                                              TWIN_CUDA_KV_BLOCK * hd +
-                                              (size_t)(slot % TWIN_CUDA_KV_BLOCK) * hd
-                                        : 0;
+      const size_t slot_off = slot >= 0 ? kv_slot_offset(slot, rp.n_kv_heads, hd) : 0;
       if ((int)blockIdx.x < rot_blocks) {
         const int head = blockIdx.x / per_head, fi = ra - head * hd; /* frequency index */
         const float2 cs = reinterpret_cast<const float2 *>(rp.cos_sin)[(size_t)t * half + fi];
@@ -250,15 +252,9 @@ gemv_bf16_kernel(void *__restrict__ y /* [n][ldy] */, int y_f32, int ldy, twin_g
     __nv_bfloat16 *yb = static_cast<__nv_bfloat16 *>(y);
     for (int i = threadIdx.x; i < 16 * n; i += W * 32) {
       const int t = i / 16, r = i - t * 16;
-      float g = 0.0f, u = 0.0f;
-#pragma unroll
-      for (int k = 0; k < W; k++) {
-        g += partial[k][r][t];
-        u += partial[k][16 + r][t];
-      }
-      g = round_bf16(g);
-      u = round_bf16(u);
-      yb[(size_t)t * ldy + blockIdx.x * 16 + r] = __float2bfloat16_rn(g / (1.0f + expf(-g)) * u);
+      float g, u;
+      pair_sums(partial, r, t, g, u);
+      yb[(size_t)t * ldy + blockIdx.x * 16 + r] = __float2bfloat16_rn(silu(g) * u);
     }
   } else if constexpr (EPI == EPI_STORE) {
     for (int i = threadIdx.x; i < ROWS * n; i += W * 32) {

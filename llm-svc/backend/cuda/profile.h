@@ -15,6 +15,10 @@
 
 #include "common/error.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct twin_cuda_profile twin_cuda_profile;
 
 /* *out = a profile recording on `stream` (borrowed), or NULL when TWIN_CUDA_PROFILE is unset. */
@@ -33,5 +37,9 @@ void twin_cuda_profile_step(twin_cuda_profile *p, int decode);
 
 /* Labels by share of the time, per step: calls, microseconds a step, share. */
 void twin_cuda_profile_print(const twin_cuda_profile *p, FILE *f);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -39,10 +39,7 @@ static __global__ void rope_kv_kernel(__nv_bfloat16 *__restrict__ qkv /* [n][(nh
   const int pairs2_per_head = half / 2;               /* items per head: two pairs each */
   const int n_rot = (n_heads + n_kv_heads) * pairs2_per_head;
   const int n_v = n_kv_heads * hd / 2;                /* items: two v elements each */
-  const size_t slot_off = slot >= 0 ? (size_t)(slot / TWIN_CUDA_KV_BLOCK) * n_kv_heads *
-                                          TWIN_CUDA_KV_BLOCK * hd +
-                                          (size_t)(slot % TWIN_CUDA_KV_BLOCK) * hd
-                                    : 0;
+  const size_t slot_off = slot >= 0 ? kv_slot_offset(slot, n_kv_heads, hd) : 0;
 
   for (int j = threadIdx.x; j < n_rot + n_v; j += blockDim.x) {
     if (j < n_rot) {

@@ -4,8 +4,6 @@
 #include "llm-svc/backend/cuda/cuda_util.cuh"
 #include "llm-svc/backend/cuda/kernels.h"
 
-static __device__ __forceinline__ float silu(float g) { return g / (1.0f + expf(-g)); }
-
 /* v1: 8 outputs per item (one 16-byte load of gate, one of up, one store). */
 static __global__ void silu_mul_vec8_kernel(uint4 *__restrict__ out /* [n][hidden/8] */,
                                             const uint4 *__restrict__ gate_up /* [n][2*hidden/8] */,
