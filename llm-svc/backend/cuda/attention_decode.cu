@@ -12,7 +12,10 @@
  * (max, sum, output slice) over the rows it saw, merged at the end across row groups (shuffles),
  * warps (shared memory) and splits: with split counters, the last split block of a (sequence,
  * KV head) to finish combines the splits' partials itself (a counter per pair, put back to zero
- * by that block), else a reduce kernel does. Both add the splits in split order. */
+ * by that block), else a reduce kernel does. Both add the splits in split order.
+ * Launched early (programmatic dependent launch): before waiting for the q/k/v kernel a block
+ * reads the step's metadata and its warps' first KV block, keys and values of earlier steps;
+ * after the wait, q and the new token's row (which that kernel has just written). */
 #include "llm-svc/backend/cuda/cuda_util.cuh"
 #include "llm-svc/backend/cuda/kernels.h"
 
@@ -57,7 +60,7 @@ attn_decode_kernel(__nv_bfloat16 *__restrict__ out /* [rows][n_heads*HD] */,
                    float *__restrict__ part_acc /* [n_decode][n_heads][max_splits][HD] */,
                    float *__restrict__ part_ml /* [n_decode][n_heads][max_splits][2] */,
                    unsigned *__restrict__ split_counters /* [n_decode][gridDim.y] or NULL */) {
-  pdl_enter();
+  /* Before the wait (kernels.h): the metadata and the keys and values of earlier steps. */
   constexpr int NC = HD / 64;  /* 16-byte chunks per lane per row */
   constexpr int E = NC * 8;    /* columns per lane */
   const int split = blockIdx.x, i = blockIdx.z;
@@ -72,7 +75,10 @@ attn_decode_kernel(__nv_bfloat16 *__restrict__ out /* [rows][n_heads*HD] */,
   const int win_start = window > 0 ? max(0, ctx - window) : 0;
   const int first_tok = win_start / TWIN_CUDA_KV_BLOCK * TWIN_CUDA_KV_BLOCK;
   const int n_splits = (ctx - first_tok + partition - 1) / partition;
-  if (split >= n_splits) return; /* the whole block leaves together (ctx 0: padding) */
+  if (split >= n_splits) { /* the whole block leaves together (ctx 0: padding) */
+    pdl_enter(); /* no block ends before the previous kernel has: the next one relies on it */
+    return;
+  }
   const int t_begin = first_tok + split * partition;
   const int t_end = min(ctx, t_begin + partition);
   const int row = seq_start[s + 1] - 1;
@@ -80,12 +86,51 @@ attn_decode_kernel(__nv_bfloat16 *__restrict__ out /* [rows][n_heads*HD] */,
   const int rg = lane >> 3, cl = lane & 7;
   const int32_t *btab = block_tables + (size_t)s * max_blocks;
 
+  /* this warp's first KV block, all 16 rows: lane (rg, cl) holds rows rg + 4*r4, columns
+   * j*64 + cl*8 .. +7 */
+  const int blk_begin = t_begin / TWIN_CUDA_KV_BLOCK;
+  const int blk_end = (t_end + TWIN_CUDA_KV_BLOCK - 1) / TWIN_CUDA_KV_BLOCK;
+  uint4 kr[4][NC], vr[4][NC];
+  /* coherent loads after the wait (cuda_util.cuh: "loads of activations") */
+  auto load_kv = [&](int b, bool waited) {
+    const size_t base = ((size_t)btab[b] * n_kv_heads + g) * TWIN_CUDA_KV_BLOCK * HD;
+#pragma unroll
+    for (int r4 = 0; r4 < 4; r4++) {
+#pragma unroll
+      for (int j = 0; j < NC; j++) {
+        const size_t off = base + (size_t)(rg + 4 * r4) * HD + j * 64 + cl * 8;
+        kr[r4][j] = waited ? ld_act_v4(k_cache + off) : *reinterpret_cast<const uint4 *>(k_cache + off);
+        vr[r4][j] = waited ? ld_act_v4(v_cache + off) : *reinterpret_cast<const uint4 *>(v_cache + off);
+      }
+    }
+  };
+  const int b_first = blk_begin + warp;
+  if (b_first < blk_end) load_kv(b_first, false);
+
+  pdl_enter();
+  /* the new token's row (position ctx - 1) was written by the previous kernel: read again */
+  if (b_first < blk_end && b_first == (ctx - 1) / TWIN_CUDA_KV_BLOCK &&
+      rg == (ctx - 1) % 4) {
+    const size_t base = ((size_t)btab[b_first] * n_kv_heads + g) * TWIN_CUDA_KV_BLOCK * HD;
+    const int r = (ctx - 1) % TWIN_CUDA_KV_BLOCK;
+#pragma unroll
+    for (int r4 = 0; r4 < 4; r4++) {
+      if (r4 != r / 4) continue;
+#pragma unroll
+      for (int j = 0; j < NC; j++) {
+        const size_t off = base + (size_t)r * HD + j * 64 + cl * 8;
+        kr[r4][j] = ld_act_v4(k_cache + off);
+        vr[r4][j] = ld_act_v4(v_cache + off);
+      }
+    }
+  }
+
   /* q of the served heads in shared memory, fp32, pre-multiplied by scale*log2(e); laid out
    * [GH][NC][8 lanes][12] (8 values + 4 pad) so the 8 column lanes hit distinct banks */
   __shared__ __align__(16) float q_s[GH][NC][8][12];
   for (int idx = threadIdx.x; idx < GH * HD; idx += DECODE_THREADS) {
     const int h = idx / HD, c = idx % HD;
-    const float v = __bfloat162float(q[(size_t)row * q_stride + (head0 + h) * HD + c]);
+    const float v = bf16_bits_to_f32(ld_act_u16(q + (size_t)row * q_stride + (head0 + h) * HD + c));
     q_s[h][c / 64][(c % 64) / 8][c % 8] = v * scale_log2;
   }
   __syncthreads();
@@ -99,20 +144,8 @@ attn_decode_kernel(__nv_bfloat16 *__restrict__ out /* [rows][n_heads*HD] */,
     for (int e = 0; e < E; e++) acc[h][e] = 0.0f;
   }
 
-  const int blk_begin = t_begin / TWIN_CUDA_KV_BLOCK;
-  const int blk_end = (t_end + TWIN_CUDA_KV_BLOCK - 1) / TWIN_CUDA_KV_BLOCK;
-  for (int b = blk_begin + warp; b < blk_end; b += DECODE_WARPS) {
-    const size_t base = ((size_t)btab[b] * n_kv_heads + g) * TWIN_CUDA_KV_BLOCK * HD;
-    uint4 kr[4][NC], vr[4][NC];
-#pragma unroll
-    for (int r4 = 0; r4 < 4; r4++) {
-#pragma unroll
-      for (int j = 0; j < NC; j++) {
-        const size_t off = base + (size_t)(rg + 4 * r4) * HD + j * 64 + cl * 8;
-        kr[r4][j] = *reinterpret_cast<const uint4 *>(k_cache + off);
-        vr[r4][j] = *reinterpret_cast<const uint4 *>(v_cache + off);
-      }
-    }
+  for (int b = b_first; b < blk_end; b += DECODE_WARPS) {
+    if (b != b_first) load_kv(b, true); /* may hold the new token */
 
     /* scores of this lane's 4 rows for every served head (log2 units: q carries the scale) */
     float sc[4][GH];

@@ -105,6 +105,11 @@ static __device__ __forceinline__ uint2 ld_act_v2(const void *p) {
   asm volatile("ld.global.v2.u32 {%0, %1}, [%2];" : "=r"(v.x), "=r"(v.y) : "l"(p));
   return v;
 }
+static __device__ __forceinline__ uint16_t ld_act_u16(const void *p) {
+  uint16_t v;
+  asm volatile("ld.global.u16 %0, [%1];" : "=h"(v) : "l"(p));
+  return v;
+}
 static __device__ __forceinline__ float4 ld_act_f4(const float *p) {
   float4 v;
   asm volatile("ld.global.v4.f32 {%0, %1, %2, %3}, [%4];"

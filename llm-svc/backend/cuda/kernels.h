@@ -96,7 +96,11 @@ cudaError_t twin_cuda_rope_kv_write(twin_bf16 *qkv /* [n][(n_heads + 2*n_kv_head
  * sequence reads start at the block holding its first visible position (0 without a window):
  * span = seq_len - 16*floor(first/16); max_splits >= ceil(span / partition) over the listed
  * sequences (the grid has max_splits blocks per KV head). part_* may be NULL when
- * max_splits == 1. A listed sequence with seq_len 0 is skipped (padding). */
+ * max_splits == 1. A listed sequence with seq_len 0 is skipped (padding).
+ * The metadata (seqs .. block_tables, partition_tokens) and the keys and values of positions
+ * before each sequence's new token are read before the previous kernel on the stream has
+ * finished (programmatic dependent launch): they must have been written by earlier work (the
+ * step's host-to-device copy, earlier steps); q and the new token's K/V row are read after. */
 cudaError_t twin_cuda_attention_decode(
     twin_bf16 *out /* [rows][n_heads*hd] */, const twin_bf16 *q, int q_stride,
     const twin_bf16 *k_cache /* [num_blocks][n_kv_heads][16][hd] */, const twin_bf16 *v_cache,
