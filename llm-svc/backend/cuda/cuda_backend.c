@@ -143,6 +143,8 @@ typedef struct cuda_backend {
   float *scale_ffn;           /* [TWIN_CUDA_GEMV_MAX_N] 1/rms of x for the next gate/up */
   float *rms_partial;         /* [twin_cuda_gemv_rms_partials(dim)] their grid sums */
   unsigned *rms_counter;      /* [1] zero between kernels */
+  int chain;                  /* fused steps run the decode chain (TWIN_CUDA_CHAIN=1) */
+  unsigned *chain_sync;       /* [TWIN_CUDA_CHAIN_SYNC] zero between kernels */
   twin_cuda_profile *prof;    /* TWIN_CUDA_PROFILE=1: per-kernel split, else NULL */
 
   int use_graphs;             /* 0 when TWIN_CUDA_GRAPHS=0 or when profiling */
@@ -478,6 +480,7 @@ static void layout_scratch(cuda_backend *b, carver *c) {
   b->scale_ffn = carve(c, TWIN_CUDA_GEMV_MAX_N * sizeof(float));
   b->rms_partial = carve(c, twin_cuda_gemv_rms_partials(cfg->dim) * sizeof(float));
   b->rms_counter = carve(c, sizeof(unsigned));
+  b->chain_sync = carve(c, TWIN_CUDA_CHAIN_SYNC * sizeof(unsigned));
   b->split_counters = carve(c, S * (size_t)cfg->n_heads * sizeof(unsigned));
 }
 
@@ -505,6 +508,7 @@ static int allocate_scratch(cuda_backend *b, twin_err *err) {
   carver placer = {.base = b->scratch};
   layout_scratch(b, &placer);
   CUDA_CHECK(err, cudaMemset(b->rms_counter, 0, sizeof(unsigned)));
+  CUDA_CHECK(err, cudaMemset(b->chain_sync, 0, TWIN_CUDA_CHAIN_SYNC * sizeof(unsigned)));
   CUDA_CHECK(err, cudaMemset(b->split_counters, 0, S * (size_t)cfg->n_heads * sizeof(unsigned)));
   b->lin.dequant = b->dequant;
   b->lin.dequant_elems = b->dequant ? CUDA_DEQUANT_ELEMS : 0;
@@ -876,6 +880,48 @@ static int layer_forward_fused(cuda_backend *b, int l, const cuda_step *st, twin
   return 0;
 }
 
+/* The fused layers as the decode chain (twin_cuda_decode_chain): layer 0's q/k/v as its own
+ * kernel, then for each layer the attention kernel and one chain kernel that runs o_proj,
+ * gate/up, down and the next layer's q/k/v. Same inputs and outputs as the fused layers. */
+static int layers_forward_chain(cuda_backend *b, const cuda_step *st, twin_err *err) {
+  const twin_model_config *cfg = &b->base.cfg;
+  const int n = st->rows, dim = cfg->dim;
+  cudaStream_t s = b->stream;
+  const cuda_layer *L0 = &b->layers[0];
+  twin_gemv_fused f = {.x_mode = TWIN_GEMV_X_BF16, .x = b->y, .ldx = dim, .rope_kv = 1};
+  f.rope = (twin_gemv_rope){.bias = L0->bqkv, .cos_sin = b->cos_sin, .slots = st->slots,
+                            .k_cache = k_cache(b, 0), .v_cache = v_cache(b, 0),
+                            .n_heads = cfg->n_heads, .n_kv_heads = cfg->n_kv_heads,
+                            .head_dim = cfg->head_dim};
+  PROFILED(b, "qkv (layer 0)",
+           CUDA_CHECK(err, twin_cuda_gemv_bf16_fused(b->qkv, 0, b->qkv_dim, &f, L0->qkv.part[0].w,
+                                                     n, b->qkv_dim, dim, 0.0f, s)));
+  for (int l = 0; l < cfg->n_layers; l++) {
+    const cuda_layer *L = &b->layers[l];
+    int rc = attention_forward(b, l, st, 1, err);
+    if (rc) return twin_err_wrap(err, "cuda backend: layer %d", l);
+    twin_decode_chain c = {
+        .n = n, .dim = dim, .q_dim = b->q_dim, .hidden = cfg->hidden_dim, .eps = cfg->norm_eps,
+        .attn = b->attn, .x = b->x, .act = b->act, .scale_ffn = b->scale_ffn,
+        .scale_attn = b->scale_attn, .rms_partial = b->rms_partial,
+        .rms_counter = b->rms_counter, .wo = L->wo.w, .ffn_norm = L->ffn_norm,
+        .w_gate_up = L->gate_up.part[0].w, .w_down = L->down.w, .sync = b->chain_sync};
+    if (l + 1 < cfg->n_layers) {
+      const cuda_layer *N = &b->layers[l + 1];
+      c.w_qkv = N->qkv.part[0].w;
+      c.attn_norm = N->attn_norm;
+      c.qkv = b->qkv;
+      c.rope = (twin_gemv_rope){.bias = N->bqkv, .cos_sin = b->cos_sin, .slots = st->slots,
+                                .k_cache = k_cache(b, l + 1), .v_cache = v_cache(b, l + 1),
+                                .n_heads = cfg->n_heads, .n_kv_heads = cfg->n_kv_heads,
+                                .head_dim = cfg->head_dim};
+    }
+    PROFILED(b, "chain (o_proj, gate_up, down, next qkv)",
+             CUDA_CHECK(err, twin_cuda_decode_chain(&c, s)));
+  }
+  return 0;
+}
+
 /* Embedding, every layer, final norm: leaves y = rmsnorm(x_final, final_norm) for every row;
  * with gather, also last = the rows of y listed in last_rows (each sequence's last token). */
 static int enqueue_layers(cuda_backend *b, const cuda_step *st, int gather, twin_err *err) {
@@ -890,7 +936,11 @@ static int enqueue_layers(cuda_backend *b, const cuda_step *st, int gather, twin
   PROFILED(b, "rmsnorm",
            CUDA_CHECK(err, twin_cuda_rmsnorm(b->y, b->x, b->layers[0].attn_norm, n, cfg->dim,
                                              cfg->norm_eps, b->stream)));
-  for (int l = 0; l < cfg->n_layers; l++) {
+  if (fused && b->chain) {
+    int rc = layers_forward_chain(b, st, err);
+    if (rc) return rc;
+  }
+  for (int l = 0; l < cfg->n_layers && !(fused && b->chain); l++) {
     const twin_bf16 *next_norm = l + 1 < cfg->n_layers ? b->layers[l + 1].attn_norm : b->final_norm;
     int rc = fused ? layer_forward_fused(b, l, st, err) : layer_forward(b, l, st, next_norm, err);
     if (rc) return twin_err_wrap(err, "cuda backend: layer %d", l);
@@ -1233,6 +1283,8 @@ int twin_backend_cuda_create_from(const twin_model_config *cfg, const twin_llama
   b->window = cfg->sliding_window > 0 ? cfg->sliding_window : 0;
   const char *combine = getenv("TWIN_CUDA_SPLIT_COMBINE");
   b->split_combine = !(combine && strcmp(combine, "0") == 0);
+  const char *chain = getenv("TWIN_CUDA_CHAIN"); /* off by default: slower so far (NOTES run 8) */
+  b->chain = chain && strcmp(chain, "1") == 0;
   const char *graphs = getenv("TWIN_CUDA_GRAPHS");
   b->use_graphs = !(graphs && strcmp(graphs, "0") == 0);
   b->graph_top = b->base.max_seqs < b->base.max_tokens_per_step ? b->base.max_seqs

@@ -92,27 +92,34 @@ static __device__ __forceinline__ size_t kv_slot_offset(int slot, int n_kv_heads
  * must stay after pdl_wait(): __ldg / ld.global.nc are invariant loads the compiler may hoist
  * above it (it did, in the GEMVs: x was read before its producer had finished). These are
  * ordinary coherent loads in asm volatile, which keeps them in program order with the
- * griddepcontrol asm. Weights and other data nothing writes may use __ldg. */
+ * griddepcontrol asm. They read through the L2 only (.cg): a kernel that waits on another
+ * part of its own grid (decode_chain.cu) must never find an older copy in its L1. Weights and
+ * other data nothing writes may use __ldg. */
 static __device__ __forceinline__ uint4 ld_act_v4(const void *p) {
   uint4 v;
-  asm volatile("ld.global.v4.u32 {%0, %1, %2, %3}, [%4];"
+  asm volatile("ld.global.cg.v4.u32 {%0, %1, %2, %3}, [%4];"
                : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
                : "l"(p));
   return v;
 }
 static __device__ __forceinline__ uint2 ld_act_v2(const void *p) {
   uint2 v;
-  asm volatile("ld.global.v2.u32 {%0, %1}, [%2];" : "=r"(v.x), "=r"(v.y) : "l"(p));
+  asm volatile("ld.global.cg.v2.u32 {%0, %1}, [%2];" : "=r"(v.x), "=r"(v.y) : "l"(p));
   return v;
 }
 static __device__ __forceinline__ uint16_t ld_act_u16(const void *p) {
   uint16_t v;
-  asm volatile("ld.global.u16 %0, [%1];" : "=h"(v) : "l"(p));
+  asm volatile("ld.global.cg.u16 %0, [%1];" : "=h"(v) : "l"(p));
+  return v;
+}
+static __device__ __forceinline__ float ld_act_f32(const float *p) {
+  float v;
+  asm volatile("ld.global.cg.f32 %0, [%1];" : "=f"(v) : "l"(p));
   return v;
 }
 static __device__ __forceinline__ float4 ld_act_f4(const float *p) {
   float4 v;
-  asm volatile("ld.global.v4.f32 {%0, %1, %2, %3}, [%4];"
+  asm volatile("ld.global.cg.v4.f32 {%0, %1, %2, %3}, [%4];"
                : "=f"(v.x), "=f"(v.y), "=f"(v.z), "=f"(v.w)
                : "l"(p));
   return v;
@@ -124,11 +131,11 @@ static __device__ __forceinline__ void store_out(void *y, int y_f32, size_t o, f
                                                  float beta) {
   if (y_f32) {
     float *yf = static_cast<float *>(y);
-    if (beta != 0.0f) v = fmaf(beta, yf[o], v);
+    if (beta != 0.0f) v = fmaf(beta, ld_act_f32(yf + o), v);
     yf[o] = v;
   } else {
     __nv_bfloat16 *yb = static_cast<__nv_bfloat16 *>(y);
-    if (beta != 0.0f) v = fmaf(beta, __bfloat162float(yb[o]), v);
+    if (beta != 0.0f) v = fmaf(beta, bf16_bits_to_f32(ld_act_u16(yb + o)), v);
     yb[o] = __float2bfloat16_rn(v);
   }
 }
