@@ -1,7 +1,7 @@
 /* llm-svc/backend/cuda/attention_decode_unit.cuh — paged attention for one query per sequence
- * (decode), written as one thread block's unit of work (CUDA C++ only) so that the stand-alone
- * kernel (attention_decode.cu) and the persistent decode chain (decode_chain.cu) run the same
- * code.
+ * (decode), written as one thread block's unit of work (CUDA C++ only): the stand-alone kernel
+ * (attention_decode.cu) is one unit per block; a persistent kernel can take units in turn with
+ * its own wait (the decode chain, decode_chain.cu, does so for the GEMV units).
  * GQA-aware: a thread block serves the query heads that share one KV head, so each K/V block is
  * read from memory once for all of them. Long contexts are split over several thread blocks
  * (split-K, `partition` keys each, read from device memory so that a captured CUDA graph serves
@@ -327,6 +327,7 @@ attn_decode_unit(__nv_bfloat16 *__restrict__ out /* [rows][n_heads*HD] */,
                                            HD, d));
   }
 }
+#undef TWIN_LOAD_KV
 
 /* The largest divisor of the group size G that keeps the per-thread state in registers. */
 static inline int attn_heads_per_block(int group, int hd) {
