@@ -23,6 +23,7 @@ webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not in
 if not CHROMIUM or not DRIVER:
     pytest.skip("chromium and chromedriver are needed (apt-get install chromium chromium-driver)",
                 allow_module_level=True)
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
@@ -103,7 +104,11 @@ def save_shot(d, tmp_path, name):
 
 
 def wait(d, cond, timeout=20, what="page state"):
-    return WebDriverWait(d, timeout, poll_frequency=0.1).until(lambda _: cond(), message=what)
+    """Polls cond until true; an element the live refresh replaced between finding and reading
+    it (stale) counts as not yet, like one not found."""
+    return WebDriverWait(d, timeout, poll_frequency=0.1,
+                         ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)
+                         ).until(lambda _: cond(), message=what)
 
 
 def rows(d):
