@@ -827,6 +827,32 @@ static int layer_forward(cuda_backend *b, int l, const cuda_step *st, const twin
  * normed projection (kernels.h: twin_gemv_fused). On entry, for
  * layer 0, y = rmsnorm(x, attn_norm); for the others, scale_attn = 1/rms(x). On return x has both
  * residual branches added and, unless this is the last layer, scale_attn = 1/rms(x). */
+/* The RoPE + KV-write part of layer l's fused q/k/v arguments. */
+static twin_gemv_rope layer_rope(const cuda_backend *b, int l, const cuda_step *st) {
+  const twin_model_config *cfg = &b->base.cfg;
+  return (twin_gemv_rope){.bias = b->layers[l].bqkv, .cos_sin = b->cos_sin, .slots = st->slots,
+                          .k_cache = k_cache(b, l), .v_cache = v_cache(b, l),
+                          .n_heads = cfg->n_heads, .n_kv_heads = cfg->n_kv_heads,
+                          .head_dim = cfg->head_dim};
+}
+
+/* Layer l's fused q/k/v: x is y (layer 0, normed by its own kernel) or the residual stream
+ * normed on the load with scale_attn; q into b->qkv, k and v into the cache. */
+static int qkv_fused(cuda_backend *b, int l, const cuda_step *st, twin_err *err) {
+  const int dim = b->base.cfg.dim;
+  const cuda_layer *L = &b->layers[l];
+  twin_gemv_fused f = {.x_mode = TWIN_GEMV_X_BF16, .x = b->y, .ldx = dim};
+  if (l > 0)
+    f = (twin_gemv_fused){.x_mode = TWIN_GEMV_X_RMSNORM, .x = b->x, .ldx = dim,
+                          .norm_w = L->attn_norm, .inv_rms = b->scale_attn};
+  f.rope_kv = 1;
+  f.rope = layer_rope(b, l, st);
+  PROFILED(b, "qkv (normed x, rope, kv write)",
+           CUDA_CHECK(err, twin_cuda_gemv_bf16_fused(b->qkv, 0, b->qkv_dim, &f, L->qkv.part[0].w,
+                                                     st->rows, b->qkv_dim, dim, 0.0f, b->stream)));
+  return 0;
+}
+
 static int layer_forward_fused(cuda_backend *b, int l, const cuda_step *st, twin_err *err) {
   const twin_model_config *cfg = &b->base.cfg;
   const cuda_layer *L = &b->layers[l];
@@ -835,22 +861,12 @@ static int layer_forward_fused(cuda_backend *b, int l, const cuda_step *st, twin
   const twin_gemv_fused scale_out = {.rms_partial = b->rms_partial,
                                      .rms_counter = b->rms_counter, .eps = cfg->norm_eps};
 
-  twin_gemv_fused f = {.x_mode = TWIN_GEMV_X_BF16, .x = b->y, .ldx = dim};
-  if (l > 0)
-    f = (twin_gemv_fused){.x_mode = TWIN_GEMV_X_RMSNORM, .x = b->x, .ldx = dim,
-                          .norm_w = L->attn_norm, .inv_rms = b->scale_attn};
-  f.rope_kv = 1;
-  f.rope = (twin_gemv_rope){.bias = L->bqkv, .cos_sin = b->cos_sin, .slots = st->slots,
-                            .k_cache = k_cache(b, l), .v_cache = v_cache(b, l),
-                            .n_heads = cfg->n_heads, .n_kv_heads = cfg->n_kv_heads,
-                            .head_dim = cfg->head_dim};
-  PROFILED(b, "qkv (normed x, rope, kv write)",
-           CUDA_CHECK(err, twin_cuda_gemv_bf16_fused(b->qkv, 0, b->qkv_dim, &f, L->qkv.part[0].w,
-                                                     n, b->qkv_dim, dim, 0.0f, s)));
-  int rc = attention_forward(b, l, st, 1, err);
+  int rc = qkv_fused(b, l, st, err);
+  if (rc) return rc;
+  rc = attention_forward(b, l, st, 1, err);
   if (rc) return rc;
 
-  f = scale_out;
+  twin_gemv_fused f = scale_out;
   f.x_mode = TWIN_GEMV_X_BF16;
   f.x = b->attn;
   f.ldx = b->q_dim;
@@ -885,23 +901,14 @@ static int layer_forward_fused(cuda_backend *b, int l, const cuda_step *st, twin
  * gate/up, down and the next layer's q/k/v. Same inputs and outputs as the fused layers. */
 static int layers_forward_chain(cuda_backend *b, const cuda_step *st, twin_err *err) {
   const twin_model_config *cfg = &b->base.cfg;
-  const int n = st->rows, dim = cfg->dim;
-  cudaStream_t s = b->stream;
-  const cuda_layer *L0 = &b->layers[0];
-  twin_gemv_fused f = {.x_mode = TWIN_GEMV_X_BF16, .x = b->y, .ldx = dim, .rope_kv = 1};
-  f.rope = (twin_gemv_rope){.bias = L0->bqkv, .cos_sin = b->cos_sin, .slots = st->slots,
-                            .k_cache = k_cache(b, 0), .v_cache = v_cache(b, 0),
-                            .n_heads = cfg->n_heads, .n_kv_heads = cfg->n_kv_heads,
-                            .head_dim = cfg->head_dim};
-  PROFILED(b, "qkv (layer 0)",
-           CUDA_CHECK(err, twin_cuda_gemv_bf16_fused(b->qkv, 0, b->qkv_dim, &f, L0->qkv.part[0].w,
-                                                     n, b->qkv_dim, dim, 0.0f, s)));
+  int rc = qkv_fused(b, 0, st, err);
+  if (rc) return twin_err_wrap(err, "cuda backend: layer 0");
   for (int l = 0; l < cfg->n_layers; l++) {
     const cuda_layer *L = &b->layers[l];
-    int rc = attention_forward(b, l, st, 1, err);
+    rc = attention_forward(b, l, st, 1, err);
     if (rc) return twin_err_wrap(err, "cuda backend: layer %d", l);
     twin_decode_chain c = {
-        .n = n, .dim = dim, .q_dim = b->q_dim, .hidden = cfg->hidden_dim, .eps = cfg->norm_eps,
+        .n = st->rows, .dim = cfg->dim, .q_dim = b->q_dim, .hidden = cfg->hidden_dim, .eps = cfg->norm_eps,
         .attn = b->attn, .x = b->x, .act = b->act, .scale_ffn = b->scale_ffn,
         .scale_attn = b->scale_attn, .rms_partial = b->rms_partial,
         .rms_counter = b->rms_counter, .wo = L->wo.w, .ffn_norm = L->ffn_norm,
@@ -911,13 +918,10 @@ static int layers_forward_chain(cuda_backend *b, const cuda_step *st, twin_err *
       c.w_qkv = N->qkv.part[0].w;
       c.attn_norm = N->attn_norm;
       c.qkv = b->qkv;
-      c.rope = (twin_gemv_rope){.bias = N->bqkv, .cos_sin = b->cos_sin, .slots = st->slots,
-                                .k_cache = k_cache(b, l + 1), .v_cache = v_cache(b, l + 1),
-                                .n_heads = cfg->n_heads, .n_kv_heads = cfg->n_kv_heads,
-                                .head_dim = cfg->head_dim};
+      c.rope = layer_rope(b, l + 1, st);
     }
     PROFILED(b, "chain (o_proj, gate_up, down, next qkv)",
-             CUDA_CHECK(err, twin_cuda_decode_chain(&c, s)));
+             CUDA_CHECK(err, twin_cuda_decode_chain(&c, b->stream)));
   }
   return 0;
 }
@@ -939,11 +943,13 @@ static int enqueue_layers(cuda_backend *b, const cuda_step *st, int gather, twin
   if (fused && b->chain) {
     int rc = layers_forward_chain(b, st, err);
     if (rc) return rc;
-  }
-  for (int l = 0; l < cfg->n_layers && !(fused && b->chain); l++) {
-    const twin_bf16 *next_norm = l + 1 < cfg->n_layers ? b->layers[l + 1].attn_norm : b->final_norm;
-    int rc = fused ? layer_forward_fused(b, l, st, err) : layer_forward(b, l, st, next_norm, err);
-    if (rc) return twin_err_wrap(err, "cuda backend: layer %d", l);
+  } else {
+    for (int l = 0; l < cfg->n_layers; l++) {
+      const twin_bf16 *next_norm =
+          l + 1 < cfg->n_layers ? b->layers[l + 1].attn_norm : b->final_norm;
+      int rc = fused ? layer_forward_fused(b, l, st, err) : layer_forward(b, l, st, next_norm, err);
+      if (rc) return twin_err_wrap(err, "cuda backend: layer %d", l);
+    }
   }
   if (fused) /* the unfused layers end with this norm; the fused ones leave x */
     PROFILED(b, "rmsnorm",
