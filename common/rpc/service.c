@@ -54,12 +54,13 @@ int twin_service_start(twin_service *s, twin_err *err) {
   return 0;
 }
 
+/* HTTP first: a client that saw the gRPC health change finds /healthz already agreeing. */
 void twin_service_set_serving(twin_service *s, const char *const *services, int serving,
                               const char *reason) {
   twin_health_status st = serving ? TWIN_HEALTH_SERVING : TWIN_HEALTH_NOT_SERVING;
+  if (s->http) twin_http_server_set_health(s->http, serving, reason);
   twin_rpc_health_set(s->rpc, "", st);
   for (int i = 0; services && services[i]; i++) twin_rpc_health_set(s->rpc, services[i], st);
-  if (s->http) twin_http_server_set_health(s->http, serving, reason);
 }
 
 void twin_service_stop(twin_service *s, int grace_ms) {
