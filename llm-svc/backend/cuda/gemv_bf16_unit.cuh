@@ -127,106 +127,19 @@ static constexpr size_t gemv_unit_smem() {
   return sizeof(float) * (W * 16 * NT * 8 + 8 * 16 * NT) + 16;
 }
 
-/* Unit `unit` of n_units (one thread block's share: rows from tile_row0) of the product, with
- * W warps (blockDim.x == 32 * W). wait(first) is called by every warp once before it touches x
- * or y: first after its first round of weight loads (the warps' start), or, for a warp with no
- * columns, before the epilogue; it must return once the producer of x (and of everything the
- * epilogue reads) has finished. smem: gemv_unit_smem<W, NT>() bytes, 16-byte aligned. */
-template <int W, int U, int NT, int XM, int EPI, typename Wait>
-static __device__ __forceinline__ void gemv_unit(void *__restrict__ y /* [n][ldy] */, int y_f32,
-                                                 int ldy, const twin_gemv_fused &f,
-                                                 const twin_bf16 *__restrict__ w /* [rows][cols] */,
-                                                 int n, int rows, int cols, float beta, int unit,
-                                                 int n_units, Wait &&wait, char *smem) {
-  constexpr int ROWS = 16 * NT, SUPER = 32 * U;
-  float(&partial)[W][ROWS][8] = *reinterpret_cast<float(*)[W][ROWS][8]>(smem); /* [warp][row][token] */
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, q = lane & 3;
+/* What follows a unit's products (W warps, ROWS = 16 * NT rows): smem starts with the warps'
+ * partial sums partial[W][ROWS][8] (written and made visible by a barrier before the call);
+ * EPI says what becomes of them (the unit comment below), for a unit whatever fed its
+ * products. */
+template <int W, int NT, int EPI>
+static __device__ __forceinline__ void gemv_epilogue(void *__restrict__ y, int y_f32, int ldy,
+                                                     const twin_gemv_fused &f, int n, int rows,
+                                                     int unit, int n_units, float beta,
+                                                     char *smem) {
+  constexpr int ROWS = 16 * NT;
+  float(&partial)[W][ROWS][8] = *reinterpret_cast<float(*)[W][ROWS][8]>(smem);
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int row0 = unit * ROWS;
-
-  const twin_bf16 *wrow[NT][2]; /* rows g and g+8 of each tile, at column 8q */
-#pragma unroll
-  for (int t = 0; t < NT; t++)
-#pragma unroll
-    for (int h = 0; h < 2; h++) {
-      const int r = min(tile_row0<NT, EPI>(f, unit, t) + 8 * h + g, rows - 1);
-      wrow[t][h] = w + (size_t)r * cols + 8 * q;
-    }
-  /* a lane past n reads token 0's x: column t of an mma's result depends only on column t of
-   * B, and columns >= n are never stored */
-  const int tok = g < n ? g : 0;
-  const size_t xoff = (size_t)tok * f.ldx;
-  float inv_rms = 1.0f; /* X_RMSNORM: token tok's scale, read after pdl_wait */
-
-  float acc[NT][2][4]; /* two chains per tile: the even and odd chunks */
-#pragma unroll
-  for (int t = 0; t < NT; t++)
-#pragma unroll
-    for (int e = 0; e < 2; e++)
-#pragma unroll
-      for (int i = 0; i < 4; i++) acc[t][e][i] = 0.0f;
-
-  const int n_super = (cols + SUPER - 1) / SUPER;
-  bool waited = false; /* pdl_wait() done: after the first round of weight loads */
-  for (int s = warp; s < n_super; s += W) {
-    const int c0 = s * SUPER;
-    uint4 wv[NT][2][U], xv[U];
-    if (c0 + SUPER <= cols) { /* whole super-chunk: no predicates */
-#pragma unroll
-      for (int u = 0; u < U; u++)
-#pragma unroll
-        for (int t = 0; t < NT; t++) {
-          wv[t][0][u] = ld_weights16(wrow[t][0] + c0 + 32 * u);
-          wv[t][1][u] = ld_weights16(wrow[t][1] + c0 + 32 * u);
-        }
-      if (!waited) {
-        wait(true);
-        if constexpr (XM == TWIN_GEMV_X_RMSNORM) inv_rms = ld_act_f32(f.inv_rms + tok);
-        waited = true;
-      }
-#pragma unroll
-      for (int u = 0; u < U; u++) xv[u] = load_x<XM>(f, xoff, c0 + 32 * u + 8 * q, inv_rms);
-    } else { /* the last, partial one */
-#pragma unroll
-      for (int u = 0; u < U; u++) {
-        const bool in = c0 + 32 * u + 8 * q < cols;
-#pragma unroll
-        for (int t = 0; t < NT; t++) {
-          wv[t][0][u] = in ? ld_weights16(wrow[t][0] + c0 + 32 * u) : make_uint4(0, 0, 0, 0);
-          wv[t][1][u] = in ? ld_weights16(wrow[t][1] + c0 + 32 * u) : make_uint4(0, 0, 0, 0);
-        }
-      }
-      if (!waited) {
-        wait(true);
-        if constexpr (XM == TWIN_GEMV_X_RMSNORM) inv_rms = ld_act_f32(f.inv_rms + tok);
-        waited = true;
-      }
-#pragma unroll
-      for (int u = 0; u < U; u++) {
-        const bool in = c0 + 32 * u + 8 * q < cols;
-        xv[u] = in ? load_x<XM>(f, xoff, c0 + 32 * u + 8 * q, inv_rms) : make_uint4(0, 0, 0, 0);
-      }
-    }
-#pragma unroll
-    for (int u = 0; u < U; u++)
-#pragma unroll
-      for (int t = 0; t < NT; t++) {
-        const uint4 lo = wv[t][0][u], hi = wv[t][1][u];
-        mma_bf16_16x8x16(acc[t][u & 1], lo.x, hi.x, lo.y, hi.y, xv[u].x, xv[u].y);
-        mma_bf16_16x8x16(acc[t][u & 1], lo.z, hi.z, lo.w, hi.w, xv[u].z, xv[u].w);
-      }
-  }
-
-  if (!waited) wait(false); /* a warp without columns still reads and writes y below */
-
-  /* the warps' partial sums, added in warp order */
-#pragma unroll
-  for (int t = 0; t < NT; t++) {
-    partial[warp][16 * t + g][2 * q] = acc[t][0][0] + acc[t][1][0];
-    partial[warp][16 * t + g][2 * q + 1] = acc[t][0][1] + acc[t][1][1];
-    partial[warp][16 * t + g + 8][2 * q] = acc[t][0][2] + acc[t][1][2];
-    partial[warp][16 * t + g + 8][2 * q + 1] = acc[t][0][3] + acc[t][1][3];
-  }
-  __syncthreads();
   if constexpr (EPI == EPI_ROPE) {
     /* as rope_kv.cu: the product rounded to bf16, bias added, rotated in fp32, rounded */
     const twin_gemv_rope &rp = f.rope;
@@ -322,6 +235,108 @@ static __device__ __forceinline__ void gemv_unit(void *__restrict__ y /* [n][ldy
       if (threadIdx.x == 0) *f.rms_counter = 0u;
     }
   }
+}
+
+/* Unit `unit` of n_units (one thread block's share: rows from tile_row0) of the product, with
+ * W warps (blockDim.x == 32 * W). wait(first) is called by every warp once before it touches x
+ * or y: first after its first round of weight loads (the warps' start), or, for a warp with no
+ * columns, before the epilogue; it must return once the producer of x (and of everything the
+ * epilogue reads) has finished. smem: gemv_unit_smem<W, NT>() bytes, 16-byte aligned. */
+template <int W, int U, int NT, int XM, int EPI, typename Wait>
+static __device__ __forceinline__ void gemv_unit(void *__restrict__ y /* [n][ldy] */, int y_f32,
+                                                 int ldy, const twin_gemv_fused &f,
+                                                 const twin_bf16 *__restrict__ w /* [rows][cols] */,
+                                                 int n, int rows, int cols, float beta, int unit,
+                                                 int n_units, Wait &&wait, char *smem) {
+  constexpr int ROWS = 16 * NT, SUPER = 32 * U;
+  float(&partial)[W][ROWS][8] = *reinterpret_cast<float(*)[W][ROWS][8]>(smem); /* [warp][row][token] */
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, q = lane & 3;
+
+  const twin_bf16 *wrow[NT][2]; /* rows g and g+8 of each tile, at column 8q */
+#pragma unroll
+  for (int t = 0; t < NT; t++)
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+      const int r = min(tile_row0<NT, EPI>(f, unit, t) + 8 * h + g, rows - 1);
+      wrow[t][h] = w + (size_t)r * cols + 8 * q;
+    }
+  /* a lane past n reads token 0's x: column t of an mma's result depends only on column t of
+   * B, and columns >= n are never stored */
+  const int tok = g < n ? g : 0;
+  const size_t xoff = (size_t)tok * f.ldx;
+  float inv_rms = 1.0f; /* X_RMSNORM: token tok's scale, read after pdl_wait */
+
+  float acc[NT][2][4]; /* two chains per tile: the even and odd chunks */
+#pragma unroll
+  for (int t = 0; t < NT; t++)
+#pragma unroll
+    for (int e = 0; e < 2; e++)
+#pragma unroll
+      for (int i = 0; i < 4; i++) acc[t][e][i] = 0.0f;
+
+  const int n_super = (cols + SUPER - 1) / SUPER;
+  bool waited = false; /* pdl_wait() done: after the first round of weight loads */
+  for (int s = warp; s < n_super; s += W) {
+    const int c0 = s * SUPER;
+    uint4 wv[NT][2][U], xv[U];
+    if (c0 + SUPER <= cols) { /* whole super-chunk: no predicates */
+#pragma unroll
+      for (int u = 0; u < U; u++)
+#pragma unroll
+        for (int t = 0; t < NT; t++) {
+          wv[t][0][u] = ld_weights16(wrow[t][0] + c0 + 32 * u);
+          wv[t][1][u] = ld_weights16(wrow[t][1] + c0 + 32 * u);
+        }
+      if (!waited) {
+        wait(true);
+        if constexpr (XM == TWIN_GEMV_X_RMSNORM) inv_rms = ld_act_f32(f.inv_rms + tok);
+        waited = true;
+      }
+#pragma unroll
+      for (int u = 0; u < U; u++) xv[u] = load_x<XM>(f, xoff, c0 + 32 * u + 8 * q, inv_rms);
+    } else { /* the last, partial one */
+#pragma unroll
+      for (int u = 0; u < U; u++) {
+        const bool in = c0 + 32 * u + 8 * q < cols;
+#pragma unroll
+        for (int t = 0; t < NT; t++) {
+          wv[t][0][u] = in ? ld_weights16(wrow[t][0] + c0 + 32 * u) : make_uint4(0, 0, 0, 0);
+          wv[t][1][u] = in ? ld_weights16(wrow[t][1] + c0 + 32 * u) : make_uint4(0, 0, 0, 0);
+        }
+      }
+      if (!waited) {
+        wait(true);
+        if constexpr (XM == TWIN_GEMV_X_RMSNORM) inv_rms = ld_act_f32(f.inv_rms + tok);
+        waited = true;
+      }
+#pragma unroll
+      for (int u = 0; u < U; u++) {
+        const bool in = c0 + 32 * u + 8 * q < cols;
+        xv[u] = in ? load_x<XM>(f, xoff, c0 + 32 * u + 8 * q, inv_rms) : make_uint4(0, 0, 0, 0);
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < U; u++)
+#pragma unroll
+      for (int t = 0; t < NT; t++) {
+        const uint4 lo = wv[t][0][u], hi = wv[t][1][u];
+        mma_bf16_16x8x16(acc[t][u & 1], lo.x, hi.x, lo.y, hi.y, xv[u].x, xv[u].y);
+        mma_bf16_16x8x16(acc[t][u & 1], lo.z, hi.z, lo.w, hi.w, xv[u].z, xv[u].w);
+      }
+  }
+
+  if (!waited) wait(false); /* a warp without columns still reads and writes y below */
+
+  /* the warps' partial sums, added in warp order */
+#pragma unroll
+  for (int t = 0; t < NT; t++) {
+    partial[warp][16 * t + g][2 * q] = acc[t][0][0] + acc[t][1][0];
+    partial[warp][16 * t + g][2 * q + 1] = acc[t][0][1] + acc[t][1][1];
+    partial[warp][16 * t + g + 8][2 * q] = acc[t][0][2] + acc[t][1][2];
+    partial[warp][16 * t + g + 8][2 * q + 1] = acc[t][0][3] + acc[t][1][3];
+  }
+  __syncthreads();
+  gemv_epilogue<W, NT, EPI>(y, y_f32, ldy, f, n, rows, unit, n_units, beta, smem);
 }
 
 #endif
