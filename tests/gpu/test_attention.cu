@@ -1,23 +1,29 @@
-/* tests/gpu/test_attention.cu — paged attention, decode (attention_decode.cu, split-K + reduce)
- * and prefill (attention_prefill.cu v2: mma.sync flash tiles, K/V shared by the heads of a KV
- * head), against ref_attention (double).
+/* tests/gpu/test_attention.cu — paged attention, decode (attention_decode.cu, split-K + reduce,
+ * a 4-warp and a wide thread block) and prefill (attention_prefill.cu v2: mma.sync flash tiles,
+ * K/V shared by the heads of a KV head), against ref_attention (double).
  * Each scenario is one batch mixing decode tokens (n_new = 1) and prefill chunks with cached
  * prefixes, block tables a random permutation of the pool, table entries past a sequence's
  * blocks set far out of range (a read there faults), and every cache slot past a sequence's
  * context (and every spare block) filled with NaN, which must never reach an output. Shapes:
  * Llama-3-8B (hd 128, 32/8 heads), Llama-3.2-1B (hd 64), GQA groups 1..8 (every heads-per-block
  * choice of the prefill kernel), sliding windows (1 key, tile-sized, wider than the context),
- * splits forced small and large. Outputs are poisoned first. Tolerance 1e-2 relative L2
+ * splits forced small and large. Decode's wide form (16 warps at hd 64, 8 at hd 128): batch 1
+ * at contexts 1 .. 300 with the backend's partition (16 * warps) and one split, the same bits
+ * as the 4-warp form where both have one KV block per warp, batches of 8 with splits and
+ * windows; the launcher's choice of form (wide iff (sequence, KV group) pairs <= SMs / 2) and
+ * batches of 64 on the 4-warp form. Outputs are poisoned first. Tolerance 1e-2 relative L2
  * (bf16 output, bf16 softmax weights in the prefill tiles).
  * Prefill-only checks: chunks whose cached prefix is not a multiple of the 64-key tile, table
  * entries wholly outside every window set far out of range (must not be read), rows of other
  * tokens left untouched, the same bits from two runs and from an output that is not 16-byte
  * aligned.
- * Timed: decode at batch 64 x 1024 context and batch 1 x 8192 (rotating over 4 copies so the
- * KV does not sit in L2), prefill of 2048 tokens (8B heads; also hd 64 and one KV head per
- * query head), of 8192 tokens, of a 512-token chunk after 3584 cached, and of 16 prompts of 128
- * (checked on sampled rows). Decode bytes = the K and V read; prefill flops = 4 hd per (query, visible key)
- * per head. Usage: test_attention [--prefill-timing]  (only the prefill timings). */
+ * Timed: decode at batch 64 x 1024 context and batch 1 x 8192 (rotating over 4 copies so the KV
+ * does not sit in L2), batch 1 x 256 (hd 64 and 128) in the wide form's one split against the
+ * 4-warp form's 4 splits (rotating over 128-256 copies), prefill of 2048 tokens (8B heads; also
+ * hd 64 and one KV head per query head), of 8192 tokens, of a 512-token chunk after 3584
+ * cached, and of 16 prompts of 128 (checked on sampled rows). Decode bytes = the K and V read;
+ * prefill flops = 4 hd per (query, visible key) per head. Usage: test_attention
+ * [--prefill-timing]  (only the prefill timings). */
 #include <string.h>
 
 #include "llm-svc/backend/cuda/kernels.h"
@@ -37,6 +43,7 @@ struct attn_batch {
   int32_t *d_partition = nullptr;
   unsigned *d_counters = nullptr; /* [decode][nh] split counters, zero */
   bool split_counters = true;     /* the last split combines; false: the reduce kernel */
+  int warps = 0;                  /* decode thread block: 0 = the launcher's choice, 4, or wide */
   int partition = 0, max_splits = 1;
 
   attn_batch(rng &r, int hd_, int nh_, int nkv_, int window_, const std::vector<int> &n_new,
@@ -121,10 +128,16 @@ struct attn_batch {
   float scale() const { return 1.0f / sqrtf((float)hd); }
   /* decode of list entries [first, first + n) */
   cudaError_t run_decode(int first, int n) const {
-    return twin_cuda_attention_decode(d_out, d_q, q_stride, d_kc, d_vc, d_decode + first, d_seq_start,
-                                      d_seq_len, d_tables, max_blocks, n, nh, nkv, hd, scale(),
-                                      window, d_partition, max_splits, d_part_acc, d_part_ml,
-                                      split_counters ? d_counters : nullptr, 0);
+    if (warps == 0) /* the plain launcher */
+      return twin_cuda_attention_decode(d_out, d_q, q_stride, d_kc, d_vc, d_decode + first,
+                                        d_seq_start, d_seq_len, d_tables, max_blocks, n, nh, nkv,
+                                        hd, scale(), window, d_partition, max_splits, d_part_acc,
+                                        d_part_ml, split_counters ? d_counters : nullptr, 0);
+    return twin_cuda_attention_decode_ex(d_out, d_q, q_stride, d_kc, d_vc, d_decode + first,
+                                         d_seq_start, d_seq_len, d_tables, max_blocks, n, nh, nkv,
+                                         hd, scale(), window, d_partition, max_splits, d_part_acc,
+                                         d_part_ml, split_counters ? d_counters : nullptr, warps,
+                                         0);
   }
   cudaError_t run_prefill(twin_bf16 *out = nullptr) const {
     return twin_cuda_attention_prefill(out ? out : d_out, d_q, q_stride, d_kc, d_vc, d_tile_seq,
@@ -193,19 +206,25 @@ struct scenario {
   const char *name;
   int hd, nh, nkv, window, partition;
   std::vector<int> n_new, ctx;
+  int warps = 0; /* decode thread block: 0 = the launcher's choice */
 };
 
 static void run_scenario(harness &h, rng &r, const scenario &sc) {
   attn_batch b(r, sc.hd, sc.nh, sc.nkv, sc.window, sc.n_new, sc.ctx, sc.partition);
+  b.warps = sc.warps;
   if (!b.decode.empty()) CK(b.run_decode(0, (int)b.decode.size()));
   if (!b.tile_seq.empty()) CK(b.run_prefill());
   const std::vector<float> out = bf16_to_f32(dev_download(b.d_out, (size_t)b.T * b.nh * b.hd));
   std::vector<int32_t> prefill;
   for (int s = 0; s < b.S; s++)
     if (b.seq_start[s + 1] - b.seq_start[s] > 1) prefill.push_back(s);
-  char name[128];
+  char name[192];
   if (!b.decode.empty()) {
-    snprintf(name, sizeof name, "attn_decode %s (splits<=%d)", sc.name, b.max_splits);
+    const int warps = sc.warps ? sc.warps
+                               : twin_cuda_attention_decode_warps((int)b.decode.size(), sc.nh,
+                                                                  sc.nkv, sc.hd);
+    snprintf(name, sizeof name, "attn_decode %s (splits<=%d, %d warps)", sc.name, b.max_splits,
+             warps);
     h.report(name, check_rows(r, b, b.decode, out, 0), 1e-2);
     if (b.max_splits > 1) { /* the reduce kernel instead of the last split: the same bits */
       b.split_counters = false;
@@ -223,6 +242,157 @@ static void run_scenario(harness &h, rng &r, const scenario &sc) {
   if (!prefill.empty()) {
     snprintf(name, sizeof name, "attn_prefill %s", sc.name);
     h.report(name, check_rows(r, b, prefill, out, 0), 1e-2);
+  }
+}
+
+/* ---- the decode kernel's forms: 4 warps, and the wide one (few (sequence, KV-head group)
+ * pairs: a split of 16 * warps keys gives every warp one KV block to read before the wait) ---- */
+
+struct decode_shape {
+  const char *name;
+  int hd, nh, nkv;
+  int wide; /* the wide form's warps (kernels.h) */
+};
+/* G = 4, so one thread block serves a whole group (GH = 4): pairs = n_decode * n_kv_heads */
+static const decode_shape wide_shapes[] = {{"1B hd64 32/8", 64, 32, 8, 16},
+                                           {"8B hd128 32/8", 128, 32, 8, 8}};
+
+/* The launcher's choice as kernels.h states it: the wide form when n_decode * n_kv * G/GH is at
+ * most half the SMs, else 4 warps; 0 for shapes the launcher rejects; other warps refused. */
+static void check_form_choice(harness &h, rng &r) {
+  int dev = 0, sms = 0;
+  CK(cudaGetDevice(&dev));
+  CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+  bool ok = true;
+  char why[256] = "";
+  for (const decode_shape &sh : wide_shapes) {
+    const int last_wide = sms / 2 / sh.nkv; /* the largest n_decode of the wide form */
+    const int counts[] = {1, 2, last_wide, last_wide + 1, 64, 256};
+    for (int n : counts) {
+      const int want = n * sh.nkv <= sms / 2 ? sh.wide : 4;
+      const int got = twin_cuda_attention_decode_warps(n, sh.nh, sh.nkv, sh.hd);
+      if (got != want) {
+        ok = false;
+        snprintf(why, sizeof why, "%s n_decode %d: %d warps, want %d (%d SMs)", sh.name, n, got,
+                 want, sms);
+      }
+    }
+  }
+  /* G = 8 at hd 64: 8 query heads a block, the wide form has 8 warps; 64/8 (G8) at n = 1 */
+  if (twin_cuda_attention_decode_warps(1, 64, 8, 64) != (8 <= sms / 2 ? 8 : 4)) {
+    ok = false;
+    snprintf(why, sizeof why, "hd64 64/8 (G8) n_decode 1: %d warps, want 8",
+             twin_cuda_attention_decode_warps(1, 64, 8, 64));
+  }
+  if (twin_cuda_attention_decode_warps(1, 32, 8, 96) != 0 ||
+      twin_cuda_attention_decode_warps(1, 32, 7, 64) != 0 ||
+      twin_cuda_attention_decode_warps(-1, 32, 8, 64) != 0) {
+    ok = false;
+    snprintf(why, sizeof why, "a shape the launcher rejects (hd 96, 32/7 heads, n -1) got warps");
+  }
+  h.check("attn_decode form choice: wide iff (seq, KV group) pairs <= SMs/2", ok, why);
+
+  /* warps the launcher has no form for */
+  attn_batch b(r, 128, 32, 8, 0, {1}, {40}, 0);
+  const int bad[] = {1, 2, 3, 5, 12, 16, 32};
+  bool refused = true;
+  for (int w : bad) {
+    b.warps = w;
+    refused &= b.run_decode(0, 1) == cudaErrorInvalidValue;
+  }
+  CK(cudaGetLastError());
+  h.check("attn_decode_ex refuses warps other than 0, 4 and the wide count (hd128: 8)", refused,
+          "a warp count without a kernel form was accepted");
+}
+
+/* Batch 1 at the contexts around the block and wide-split edges, with the partition the
+ * backend uses for the wide form (16 * warps) and with one split over the whole context; then
+ * the wide form against the 4-warp form at 64 keys a split (one KV block per warp in both,
+ * the wide form's other warps empty): the same bits. Then batches past the wide form's reach
+ * (4 warps) and mixed batches within it (several splits, a window). */
+static void run_wide_scenarios(harness &h, rng &r) {
+  const int contexts[] = {1, 15, 16, 17, 100, 256, 300};
+  char name[160];
+  for (const decode_shape &sh : wide_shapes) {
+    for (int ctx : contexts) {
+      snprintf(name, sizeof name, "wide %s b=1 ctx=%d P%d", sh.name, ctx, 16 * sh.wide);
+      run_scenario(h, r, {name, sh.hd, sh.nh, sh.nkv, 0, 16 * sh.wide, {1}, {ctx}, sh.wide});
+      snprintf(name, sizeof name, "wide %s b=1 ctx=%d one split", sh.name, ctx);
+      run_scenario(h, r, {name, sh.hd, sh.nh, sh.nkv, 0, 0, {1}, {ctx}, sh.wide});
+
+      attn_batch b(r, sh.hd, sh.nh, sh.nkv, 0, {1}, {ctx}, 64);
+      const size_t elems = (size_t)b.T * b.nh * b.hd;
+      b.warps = 4;
+      CK(b.run_decode(0, 1));
+      const std::vector<uint16_t> four = dev_download(b.d_out, elems);
+      CK(cudaMemset(b.d_out, 0xFF, elems * sizeof(twin_bf16)));
+      b.warps = sh.wide;
+      CK(b.run_decode(0, 1));
+      const std::vector<uint16_t> wide = dev_download(b.d_out, elems);
+      snprintf(name, sizeof name, "wide %s b=1 ctx=%d P64: %d warps = 4 warps, bit for bit",
+               sh.name, ctx, sh.wide);
+      h.check(name, memcmp(four.data(), wide.data(), elems * sizeof(uint16_t)) == 0,
+              "the warps past a split's KV blocks changed the result");
+    }
+  }
+
+  /* n_decode beyond the wide form: the launcher picks 4 warps (named in the result line) */
+  std::vector<int> ctx64(64);
+  for (int &c : ctx64) c = 1 + r.below(400);
+  for (const decode_shape &sh : wide_shapes) {
+    snprintf(name, sizeof name, "auto %s b=64 ctx 1..400 P64", sh.name);
+    run_scenario(h, r, {name, sh.hd, sh.nh, sh.nkv, 0, 64, std::vector<int>(64, 1), ctx64});
+  }
+
+  /* the wide form with several splits per sequence, combined in the kernel and by the reduce
+   * kernel, and with a sliding window */
+  const std::vector<int> ctx8 = {1, 17, 255, 256, 257, 700, 1000, 64};
+  const scenario mixed[] = {
+      {"wide 1B hd64 32/8 b=8 P256", 64, 32, 8, 0, 256, std::vector<int>(8, 1), ctx8, 16},
+      {"wide 8B hd128 32/8 b=8 P128", 128, 32, 8, 0, 128, std::vector<int>(8, 1), ctx8, 8},
+      {"wide 8B hd128 32/8 b=8 window 100 P128", 128, 32, 8, 100, 128, std::vector<int>(8, 1),
+       ctx8, 8},
+      {"wide hd64 64/8 (G8) b=8 P128", 64, 64, 8, 0, 128, std::vector<int>(8, 1), ctx8, 8},
+      {"wide hd64 16/4 (G4) b=8 window 33 P256", 64, 16, 4, 33, 256, std::vector<int>(8, 1),
+       ctx8, 16},
+  };
+  for (const scenario &sc : mixed) run_scenario(h, r, sc);
+}
+
+/* Batch 1 at 256 keys: the wide form in one split (no combine; at hd 128 also in the backend's
+ * 2 splits of 16 * 8 keys) against the 4-warp form in 4 splits of 64 whose last one combines
+ * (the backend's choice before the wide form). Copies of the sequence, one decoded per launch,
+ * rotating over more K/V than the L2 holds. */
+static void time_wide(harness &h, rng &r) {
+  for (const decode_shape &sh : wide_shapes) {
+    const int copies = sh.hd == 64 ? 256 : 128; /* 134 MB of K+V */
+    attn_batch b(r, sh.hd, sh.nh, sh.nkv, 0, std::vector<int>(copies, 1),
+                 std::vector<int>(copies, 256), 64);
+    const double bytes = 256.0 * sh.nkv * sh.hd * 2 * 2;
+    const size_t elems = (size_t)b.T * b.nh * b.hd;
+    char name[160];
+    struct form {
+      int warps, partition, max_splits;
+    };
+    /* one wide split; the backend's wide split (16 * warps keys) where that is shorter; the
+     * 4-warp form's 4 splits */
+    std::vector<form> forms = {{sh.wide, 256, 1}};
+    if (16 * sh.wide < 256) forms.push_back({sh.wide, 16 * sh.wide, 256 / (16 * sh.wide)});
+    forms.push_back({4, 64, 4});
+    for (const form &f : forms) {
+      b.warps = f.warps;
+      b.max_splits = f.max_splits;
+      CK(cudaMemcpy(b.d_partition, &f.partition, sizeof(int32_t), cudaMemcpyHostToDevice));
+      CK(cudaMemset(b.d_out, 0xFF, elems * sizeof(twin_bf16)));
+      CK(b.run_decode(0, copies)); /* every copy checked, and the L2 filled with the last ones */
+      const double err =
+          check_rows(r, b, b.decode, bf16_to_f32(dev_download(b.d_out, elems)), 0);
+      const double ms = time_ms([&](int it) { b.run_decode(it % copies, 1); });
+      snprintf(name, sizeof name, "attn_decode %s b=1 ctx=256 (%d split%s of %d, %d warps%s)",
+               sh.name, f.max_splits, f.max_splits > 1 ? "s" : "", f.partition, f.warps,
+               f.max_splits > 1 ? ", last split combines" : "");
+      h.report(name, err, 1e-2, ms, bytes, b.flops({0}));
+    }
   }
 }
 
@@ -333,7 +503,17 @@ int main(int argc, char **argv) {
       {"hd128 32/8 window 100 P64", 128, 32, 8, 100, 64, mix_new, mix_ctx},
       {"hd64 16/4 window 33 P32", 64, 16, 4, 33, 32, mix_new, mix_ctx},
   };
-  for (const scenario &sc : scenarios) run_scenario(h, r, sc);
+  for (const scenario &sc : scenarios) { /* the launcher's form (wide for the smaller batches) */
+    run_scenario(h, r, sc);
+    char name[128];
+    snprintf(name, sizeof name, "%s, forced 4 warps", sc.name);
+    scenario four = sc; /* and the 4-warp form */
+    four.name = name;
+    four.warps = 4;
+    run_scenario(h, r, four);
+  }
+  check_form_choice(h, r);
+  run_wide_scenarios(h, r);
 
   /* prefill alone: prefixes off the 64-key grid, every heads-per-block choice, windows */
   const std::vector<int> long_new = {200, 64, 2, 65, 97, 63};
@@ -379,6 +559,7 @@ int main(int argc, char **argv) {
     snprintf(name, sizeof name, "attn_decode 8B b=1 ctx=8192 (%d splits, reduce kernel)", b.max_splits);
     h.report(name, err, 1e-2, ms2, 8192.0 * 8 * 128 * 2 * 2, b.flops({0}));
   }
+  time_wide(h, r);
   time_prefill_cases(h, r);
   return h.exit_code();
 }

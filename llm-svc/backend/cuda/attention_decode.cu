@@ -1,13 +1,22 @@
 /* llm-svc/backend/cuda/attention_decode.cu — the decode attention kernels: one unit of
- * attention_decode_unit.cuh per thread block of 4 warps (grid: splits x (KV heads x G/GH) x
- * sequences), launched with programmatic dependent launch, and the reduce kernel that combines
- * the splits when no split counters are given. */
+ * attention_decode_unit.cuh per thread block (grid: splits x (KV heads x G/GH) x sequences),
+ * launched with programmatic dependent launch, in two forms: 4 warps, or for small steps a wide
+ * form whose warps each pre-load one KV block of the split before the wait; and the reduce
+ * kernel that combines the splits when no split counters are given. */
+
 #include "llm-svc/backend/cuda/attention_decode_unit.cuh"
 #include "llm-svc/backend/cuda/cuda_util.cuh"
 #include "llm-svc/backend/cuda/kernels.h"
 
+/* Warps per thread block. The base form: 4. The wide form: as many as fit one SM's registers
+ * without spilling (ptxas -v at __launch_bounds__(32 * warps), sm_90): its split of 16 * warps
+ * keys has one KV block per warp, all read before the wait. Head dim 64: 16 warps (128
+ * registers a thread) hold GH <= 4 (GH 4: 128, no spill), GH 5..8 need 181-214, so 8 warps;
+ * head dim 128: GH 4 takes 235, so 8 warps. */
 #define DECODE_WARPS 4
-#define DECODE_THREADS (DECODE_WARPS * 32)
+static constexpr int decode_wide_warps(int hd, int gh) {
+  return hd == 64 ? (gh <= 4 ? 16 : 8) : 8;
+}
 
 /* The previous kernel's end (pdl_enter also lets the next kernel be scheduled); a unit with
  * nothing to do still waits: no block ends before the previous kernel has, the next one relies
@@ -17,8 +26,8 @@ struct pdl_unit_waiter {
   __device__ __forceinline__ void skip() const { pdl_enter(); }
 };
 
-template <int HD, int GH>
-static __global__ void __launch_bounds__(DECODE_THREADS)
+template <int HD, int GH, int WARPS>
+static __global__ void __launch_bounds__(WARPS * 32)
 attn_decode_kernel(__nv_bfloat16 *__restrict__ out, const __nv_bfloat16 *__restrict__ q,
                    int q_stride, const __nv_bfloat16 *__restrict__ k_cache,
                    const __nv_bfloat16 *__restrict__ v_cache, const int32_t *__restrict__ seqs,
@@ -28,13 +37,13 @@ attn_decode_kernel(__nv_bfloat16 *__restrict__ out, const __nv_bfloat16 *__restr
                    const int32_t *__restrict__ partition_dev, int max_splits,
                    float *__restrict__ part_acc, float *__restrict__ part_ml,
                    unsigned *__restrict__ split_counters) {
-  __shared__ __align__(16) char smem[attn_decode_unit_smem<HD, GH, DECODE_WARPS>()];
-  attn_decode_unit<HD, GH, DECODE_WARPS>(out, q, q_stride, k_cache, v_cache, seqs, seq_start,
-                                         seq_len, block_tables, max_blocks, n_heads, n_kv_heads,
-                                         scale_log2, window, partition_dev, max_splits, part_acc,
-                                         part_ml, split_counters, (int)blockIdx.x,
-                                         (int)blockIdx.y, (int)blockIdx.z, (int)gridDim.y,
-                                         pdl_unit_waiter{}, smem);
+  static_assert(attn_decode_unit_smem<HD, GH, WARPS>() <= 48 * 1024, "static shared memory");
+  __shared__ __align__(16) char smem[attn_decode_unit_smem<HD, GH, WARPS>()];
+  attn_decode_unit<HD, GH, WARPS>(out, q, q_stride, k_cache, v_cache, seqs, seq_start, seq_len,
+                                  block_tables, max_blocks, n_heads, n_kv_heads, scale_log2,
+                                  window, partition_dev, max_splits, part_acc, part_ml,
+                                  split_counters, (int)blockIdx.x, (int)blockIdx.y,
+                                  (int)blockIdx.z, (int)gridDim.y, pdl_unit_waiter{}, smem);
 }
 
 /* v1: one thread block per (sequence, query head), one thread per output column. Sequences whose
@@ -61,18 +70,25 @@ static __global__ void attn_decode_reduce_kernel(
 
 /* ---- launcher ------------------------------------------------------------------------------ */
 
-template <int HD>
-static cudaError_t launch_main(int gh, dim3 grid, cudaStream_t stream, __nv_bfloat16 *out,
-                        const __nv_bfloat16 *q, int q_stride, const __nv_bfloat16 *kc,
-                        const __nv_bfloat16 *vc, const int32_t *seqs, const int32_t *seq_start,
-                        const int32_t *seq_len, const int32_t *bt, int max_blocks, int nh, int nkv,
-                        float scale_log2, int window, const int32_t *partition, int max_splits,
-                        float *pa, float *pml, unsigned *counters) {
-#define TWIN_DECODE_CASE(GHV)                                                                    \
-  case GHV:                                                                                      \
-    return twin_launch(attn_decode_kernel<HD, GHV>, grid, DECODE_THREADS, 0, stream, out, q,     \
-                       q_stride, kc, vc, seqs, seq_start, seq_len, bt, max_blocks, nh, nkv,      \
-                       scale_log2, window, partition, max_splits, pa, pml, counters);
+/* The kernel of (HD, GH) with `warps` warps (DECODE_WARPS or decode_wide_warps(HD, GH)). */
+template <int HD, int GH, typename... Args>
+static cudaError_t launch_form(int warps, dim3 grid, cudaStream_t stream, Args... args) {
+  constexpr int WIDE = decode_wide_warps(HD, GH);
+  if (warps == DECODE_WARPS)
+    return twin_launch(attn_decode_kernel<HD, GH, DECODE_WARPS>, grid, DECODE_WARPS * 32, 0,
+                       stream, args...);
+  if constexpr (WIDE != DECODE_WARPS) {
+    if (warps == WIDE)
+      return twin_launch(attn_decode_kernel<HD, GH, WIDE>, grid, WIDE * 32, 0, stream, args...);
+  }
+  return cudaErrorInvalidValue;
+}
+
+template <int HD, typename... Args>
+static cudaError_t launch_main(int gh, int warps, dim3 grid, cudaStream_t stream, Args... args) {
+#define TWIN_DECODE_CASE(GHV) \
+  case GHV:                   \
+    return launch_form<HD, GHV>(warps, grid, stream, args...);
   switch (gh) {
     TWIN_DECODE_CASE(1)
     TWIN_DECODE_CASE(2)
@@ -94,23 +110,59 @@ static cudaError_t launch_main(int gh, dim3 grid, cudaStream_t stream, __nv_bflo
   return cudaErrorInvalidValue;
 }
 
-extern "C" cudaError_t twin_cuda_attention_decode(
+/* Multiprocessors of the current device (0 when it cannot be queried). */
+static int current_device_sms() {
+  int dev = 0, sms = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
+    return 0;
+  return sms;
+}
+
+/* 0 when the environment has TWIN_CUDA_ATTN_WIDE=0 (the 4-warp form always), read once. */
+static int wide_enabled() {
+  static const int enabled = [] {
+    const char *v = getenv("TWIN_CUDA_ATTN_WIDE");
+    return v && strcmp(v, "0") == 0 ? 0 : 1;
+  }();
+  return enabled;
+}
+
+static bool decode_shape_ok(int n_heads, int n_kv_heads, int head_dim) {
+  return n_heads > 0 && n_kv_heads > 0 && n_heads % n_kv_heads == 0 &&
+         n_heads / n_kv_heads <= TWIN_CUDA_MAX_GQA && (head_dim == 64 || head_dim == 128);
+}
+
+extern "C" int twin_cuda_attention_decode_warps(int n_decode, int n_heads, int n_kv_heads,
+                                                int head_dim) {
+  if (n_decode < 0 || !decode_shape_ok(n_heads, n_kv_heads, head_dim)) return 0;
+  const int group = n_heads / n_kv_heads;
+  const int gh = attn_heads_per_block(group, head_dim);
+  const long pairs = (long)n_decode * n_kv_heads * (group / gh); /* (sequence, head group) */
+  const int sms = current_device_sms();
+  return wide_enabled() && sms > 0 && pairs <= sms / 2 ? decode_wide_warps(head_dim, gh)
+                                                      : DECODE_WARPS;
+}
+
+extern "C" cudaError_t twin_cuda_attention_decode_ex(
     twin_bf16 *out, const twin_bf16 *q, int q_stride, const twin_bf16 *k_cache,
     const twin_bf16 *v_cache, const int32_t *seqs, const int32_t *seq_start,
     const int32_t *seq_len, const int32_t *block_tables, int max_blocks, int n_decode,
     int n_heads, int n_kv_heads, int head_dim, float scale, int window,
     const int32_t *partition_tokens, int max_splits, float *part_acc, float *part_ml,
-    unsigned *split_counters, cudaStream_t stream) {
-  if (n_decode < 0 || n_heads <= 0 || n_kv_heads <= 0 || n_heads % n_kv_heads != 0 ||
-      n_heads / n_kv_heads > TWIN_CUDA_MAX_GQA || (head_dim != 64 && head_dim != 128) ||
-      q_stride % 8 != 0 || !partition_tokens || max_splits < 1 || max_splits > 65535 ||
-      max_blocks < 1 || !out || !q || !k_cache || !v_cache || !seqs || !seq_start || !seq_len ||
-      !block_tables || (max_splits > 1 && (!part_acc || !part_ml)) ||
-      (reinterpret_cast<uintptr_t>(q) & 15) != 0 || n_decode > 65535)
+    unsigned *split_counters, int warps, cudaStream_t stream) {
+  if (n_decode < 0 || !decode_shape_ok(n_heads, n_kv_heads, head_dim) || q_stride % 8 != 0 ||
+      !partition_tokens || max_splits < 1 || max_splits > 65535 || max_blocks < 1 || !out || !q ||
+      !k_cache || !v_cache || !seqs || !seq_start || !seq_len || !block_tables ||
+      (max_splits > 1 && (!part_acc || !part_ml)) || (reinterpret_cast<uintptr_t>(q) & 15) != 0 ||
+      n_decode > 65535)
     return cudaErrorInvalidValue;
-  if (n_decode == 0) return cudaSuccess;
   const int group = n_heads / n_kv_heads;
   const int gh = attn_heads_per_block(group, head_dim);
+  if (warps == 0) warps = twin_cuda_attention_decode_warps(n_decode, n_heads, n_kv_heads, head_dim);
+  if (warps != DECODE_WARPS && warps != decode_wide_warps(head_dim, gh))
+    return cudaErrorInvalidValue;
+  if (n_decode == 0) return cudaSuccess;
   const dim3 grid(max_splits, n_kv_heads * (group / gh), n_decode);
   const float scale_log2 = scale * LOG2E;
   auto *o = reinterpret_cast<__nv_bfloat16 *>(out);
@@ -119,15 +171,28 @@ extern "C" cudaError_t twin_cuda_attention_decode(
   const auto *vc = reinterpret_cast<const __nv_bfloat16 *>(v_cache);
   cudaError_t e;
   if (head_dim == 64)
-    e = launch_main<64>(gh, grid, stream, o, qb, q_stride, kc, vc, seqs, seq_start, seq_len,
-                    block_tables, max_blocks, n_heads, n_kv_heads, scale_log2, window,
-                    partition_tokens, max_splits, part_acc, part_ml, split_counters);
+    e = launch_main<64>(gh, warps, grid, stream, o, qb, q_stride, kc, vc, seqs, seq_start,
+                        seq_len, block_tables, max_blocks, n_heads, n_kv_heads, scale_log2,
+                        window, partition_tokens, max_splits, part_acc, part_ml, split_counters);
   else
-    e = launch_main<128>(gh, grid, stream, o, qb, q_stride, kc, vc, seqs, seq_start, seq_len,
-                     block_tables, max_blocks, n_heads, n_kv_heads, scale_log2, window,
-                     partition_tokens, max_splits, part_acc, part_ml, split_counters);
+    e = launch_main<128>(gh, warps, grid, stream, o, qb, q_stride, kc, vc, seqs, seq_start,
+                         seq_len, block_tables, max_blocks, n_heads, n_kv_heads, scale_log2,
+                         window, partition_tokens, max_splits, part_acc, part_ml, split_counters);
   if (e != cudaSuccess || max_splits == 1 || split_counters) return e;
   return twin_launch(attn_decode_reduce_kernel, dim3(n_decode, n_heads), head_dim, 0, stream, o,
                      seqs, seq_start, seq_len, n_heads, head_dim, window, partition_tokens,
                      max_splits, part_acc, part_ml);
+}
+
+extern "C" cudaError_t twin_cuda_attention_decode(
+    twin_bf16 *out, const twin_bf16 *q, int q_stride, const twin_bf16 *k_cache,
+    const twin_bf16 *v_cache, const int32_t *seqs, const int32_t *seq_start,
+    const int32_t *seq_len, const int32_t *block_tables, int max_blocks, int n_decode,
+    int n_heads, int n_kv_heads, int head_dim, float scale, int window,
+    const int32_t *partition_tokens, int max_splits, float *part_acc, float *part_ml,
+    unsigned *split_counters, cudaStream_t stream) {
+  return twin_cuda_attention_decode_ex(out, q, q_stride, k_cache, v_cache, seqs, seq_start,
+                                       seq_len, block_tables, max_blocks, n_decode, n_heads,
+                                       n_kv_heads, head_dim, scale, window, partition_tokens,
+                                       max_splits, part_acc, part_ml, split_counters, 0, stream);
 }

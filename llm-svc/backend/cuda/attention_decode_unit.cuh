@@ -17,8 +17,10 @@
  * KV head) to finish combines the splits' partials itself (a counter per pair, put back to zero
  * by that block), else a reduce kernel does. Both add the splits in split order.
  * Before waiting for the q/k/v product a unit reads the step's metadata and its warps' first KV
- * block, keys and values of earlier steps; after the wait, q and the new token's row (which
- * that product has just written). */
+ * block, keys and values of earlier steps; after the wait, q (16-byte loads, all in flight
+ * together) and the new token's row (which that product has just written). So a split whose
+ * KV blocks are no more than its warps has all its keys of earlier steps in flight before the
+ * wait: the stand-alone kernel has a wide form (more warps) for small steps. */
 #ifndef TWIN_BACKEND_CUDA_ATTENTION_DECODE_UNIT_CUH
 #define TWIN_BACKEND_CUDA_ATTENTION_DECODE_UNIT_CUH
 
@@ -78,6 +80,9 @@ attn_decode_unit(__nv_bfloat16 *__restrict__ out /* [rows][n_heads*HD] */,
                  unsigned *__restrict__ split_counters /* [n_decode][n_y] or NULL */, int split,
                  int y, int i, int n_y, Wait &&wait, char *smem) {
   constexpr int THREADS = WARPS * 32;
+  /* at 512 threads a thread has at most 128 registers: q.k then holds one head's q at a time
+   * (the same products in the same order: the same bits) */
+  constexpr bool LEAN_SCORES = THREADS >= 512;
   /* Before the wait (kernels.h): the metadata and the keys and values of earlier steps. */
   constexpr int NC = HD / 64;  /* 16-byte chunks per lane per row */
   constexpr int E = NC * 8;    /* columns per lane */
@@ -145,10 +150,31 @@ attn_decode_unit(__nv_bfloat16 *__restrict__ out /* [rows][n_heads*HD] */,
   /* q of the served heads in shared memory, fp32, pre-multiplied by scale*log2(e); laid out
    * [GH][NC][8 lanes][12] (8 values + 4 pad) so the 8 column lanes hit distinct banks */
   float(&q_s)[GH][NC][8][12] = *reinterpret_cast<float(*)[GH][NC][8][12]>(smem);
-  for (int idx = threadIdx.x; idx < GH * HD; idx += THREADS) {
-    const int h = idx / HD, c = idx % HD;
-    const float v = bf16_bits_to_f32(ld_act_u16(q + (size_t)row * q_stride + (head0 + h) * HD + c));
-    q_s[h][c / 64][(c % 64) / 8][c % 8] = v * scale_log2;
+  {
+    /* 16-byte vectors of 8 columns (q rows are 16-byte aligned: the launcher checks q and
+     * q_stride), every load of a thread issued before the first is used */
+    constexpr int Q_VECS = GH * HD / 8;
+    constexpr int Q_PER_THREAD = (Q_VECS + THREADS - 1) / THREADS;
+    uint4 qraw[Q_PER_THREAD];
+#pragma unroll
+    for (int k = 0; k < Q_PER_THREAD; k++) {
+      const int v = threadIdx.x + k * THREADS, h = v / (HD / 8), c = v % (HD / 8) * 8;
+      qraw[k] = v < Q_VECS ? ld_act_v4(q + (size_t)row * q_stride + (head0 + h) * HD + c)
+                           : make_uint4(0, 0, 0, 0);
+    }
+#pragma unroll
+    for (int k = 0; k < Q_PER_THREAD; k++) {
+      const int v = threadIdx.x + k * THREADS, h = v / (HD / 8), c = v % (HD / 8) * 8;
+      if (v < Q_VECS) {
+        float f[8];
+        bf16x8_to_f32(qraw[k], f);
+        float *dst = &q_s[h][c / 64][(c % 64) / 8][0];
+        *reinterpret_cast<float4 *>(dst) =
+            make_float4(f[0] * scale_log2, f[1] * scale_log2, f[2] * scale_log2, f[3] * scale_log2);
+        *reinterpret_cast<float4 *>(dst + 4) =
+            make_float4(f[4] * scale_log2, f[5] * scale_log2, f[6] * scale_log2, f[7] * scale_log2);
+      }
+    }
   }
   __syncthreads();
 
@@ -172,22 +198,41 @@ attn_decode_unit(__nv_bfloat16 *__restrict__ out /* [rows][n_heads*HD] */,
       for (int h = 0; h < GH; h++) sc[r4][h] = 0.0f;
 #pragma unroll
     for (int j = 0; j < NC; j++) {
-      float qv[GH][8];
+      if constexpr (LEAN_SCORES) {
+        /* one head's q at a time (8 registers, not 8 * GH); K converted again per head */
 #pragma unroll
-      for (int h = 0; h < GH; h++) {
-        const float4 a = *reinterpret_cast<const float4 *>(&q_s[h][j][cl][0]);
-        const float4 c = *reinterpret_cast<const float4 *>(&q_s[h][j][cl][4]);
-        qv[h][0] = a.x; qv[h][1] = a.y; qv[h][2] = a.z; qv[h][3] = a.w;
-        qv[h][4] = c.x; qv[h][5] = c.y; qv[h][6] = c.z; qv[h][7] = c.w;
-      }
+        for (int h = 0; h < GH; h++) {
+          float qv[8];
+          const float4 a = *reinterpret_cast<const float4 *>(&q_s[h][j][cl][0]);
+          const float4 c = *reinterpret_cast<const float4 *>(&q_s[h][j][cl][4]);
+          qv[0] = a.x; qv[1] = a.y; qv[2] = a.z; qv[3] = a.w;
+          qv[4] = c.x; qv[5] = c.y; qv[6] = c.z; qv[7] = c.w;
 #pragma unroll
-      for (int r4 = 0; r4 < 4; r4++) {
-        float kf[8];
-        bf16x8_to_f32(kr[r4][j], kf);
+          for (int r4 = 0; r4 < 4; r4++) {
+            float kf[8];
+            bf16x8_to_f32(kr[r4][j], kf);
 #pragma unroll
-        for (int h = 0; h < GH; h++)
+            for (int e = 0; e < 8; e++) sc[r4][h] = fmaf(qv[e], kf[e], sc[r4][h]);
+          }
+        }
+      } else {
+        float qv[GH][8];
 #pragma unroll
-          for (int e = 0; e < 8; e++) sc[r4][h] = fmaf(qv[h][e], kf[e], sc[r4][h]);
+        for (int h = 0; h < GH; h++) {
+          const float4 a = *reinterpret_cast<const float4 *>(&q_s[h][j][cl][0]);
+          const float4 c = *reinterpret_cast<const float4 *>(&q_s[h][j][cl][4]);
+          qv[h][0] = a.x; qv[h][1] = a.y; qv[h][2] = a.z; qv[h][3] = a.w;
+          qv[h][4] = c.x; qv[h][5] = c.y; qv[h][6] = c.z; qv[h][7] = c.w;
+        }
+#pragma unroll
+        for (int r4 = 0; r4 < 4; r4++) {
+          float kf[8];
+          bf16x8_to_f32(kr[r4][j], kf);
+#pragma unroll
+          for (int h = 0; h < GH; h++)
+#pragma unroll
+            for (int e = 0; e < 8; e++) sc[r4][h] = fmaf(qv[h][e], kf[e], sc[r4][h]);
+        }
       }
     }
 #pragma unroll

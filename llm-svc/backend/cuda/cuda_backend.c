@@ -29,7 +29,7 @@
 #define CUDA_STAGING_BYTES ((size_t)64 << 20)   /* f32/f16 weights pass through this */
 #define CUDA_CUBLAS_WORKSPACE ((size_t)32 << 20)
 #define CUDA_MIN_LOGIT_ROWS 64                   /* LM-head rows computed per pass */
-#define CUDA_MIN_PARTITION 64                    /* fewest keys a decode split takes */
+#define CUDA_MIN_PARTITION 64                    /* decode split keys, 4-warp form (16 a warp) */
 #define CUDA_ALIGN 256                           /* bytes, for every carved array */
 #define CUDA_MAX_GRAPHS 32                       /* decode buckets: 1, 2, 4, ... */
 #define CUDA_DEQUANT_ELEMS ((size_t)32 << 20)    /* bf16 scratch for block-format prefill */
@@ -594,11 +594,17 @@ static int decode_splits(const cuda_backend *b, int n_decode) {
   return splits < 1 ? 1 : splits;
 }
 
-/* Keys per split: the longest span over `splits`, at least CUDA_MIN_PARTITION, a whole number
- * of blocks. ceil(span_max / result) <= splits. */
-static int decode_partition(int span_max, int splits) {
+/* Keys per split: the longest span over `splits`, at least one KV block per warp of the decode
+ * kernel's form for this step (twin_cuda_attention_decode_warps: every warp then reads its
+ * block before the previous kernel ends, and a short context is one split, no combine), a
+ * whole number of blocks. ceil(span_max / result) <= splits. */
+static int decode_partition(const cuda_backend *b, int n_decode, int span_max, int splits) {
+  const twin_model_config *cfg = &b->base.cfg;
+  const int warps =
+      twin_cuda_attention_decode_warps(n_decode, cfg->n_heads, cfg->n_kv_heads, cfg->head_dim);
+  const int min_keys = warps > 0 ? warps * TWIN_CUDA_KV_BLOCK : CUDA_MIN_PARTITION;
   int p = (span_max + splits - 1) / splits;
-  if (p < CUDA_MIN_PARTITION) p = CUDA_MIN_PARTITION;
+  if (p < min_keys) p = min_keys;
   return (p + TWIN_KV_BLOCK_SIZE - 1) / TWIN_KV_BLOCK_SIZE * TWIN_KV_BLOCK_SIZE;
 }
 
@@ -700,7 +706,7 @@ static int prepare_step(cuda_backend *b, const twin_batch *batch, cuda_step *st,
   st->n_tiles = n_tiles;
   if (st->n_decode) {
     const int splits = decode_splits(b, st->n_decode);
-    *partition = decode_partition(span_max, splits);
+    *partition = decode_partition(b, st->n_decode, span_max, splits);
     /* a graph keeps its grid: every split a bucket may need, the unused ones exit at once */
     st->max_splits = st->graph >= 0 ? splits : (span_max + *partition - 1) / *partition;
   } else {

@@ -113,6 +113,33 @@ cudaError_t twin_cuda_attention_decode(
     float *part_ml /* [n_decode][n_heads][max_splits][2]: running max (log2 units), sum */,
     unsigned *split_counters /* [n_decode * n_heads] or NULL */, cudaStream_t stream);
 
+/* Warps per thread block twin_cuda_attention_decode uses for a call with these counts: the
+ * wide form (16 warps at head dim 64 when a block serves up to 4 query heads, else 8) when the
+ * step's (sequence, KV-head group) pairs, n_decode * n_kv_heads * G/GH, are at most half the
+ * current device's multiprocessors; else 4. GH: the query heads one block serves (the largest
+ * divisor of the group size G up to 8 at head dim 64, 4 at 128). A split reads each of its KV
+ * blocks of earlier steps before the previous kernel ends only when it has no more blocks than
+ * warps: a caller sizing splits gives each at least 16 * warps keys. 0 for a shape
+ * twin_cuda_attention_decode rejects. Asks the runtime for the current device's SM count.
+ * TWIN_CUDA_ATTN_WIDE=0 in the environment: always 4. */
+int twin_cuda_attention_decode_warps(int n_decode, int n_heads, int n_kv_heads, int head_dim);
+
+/* twin_cuda_attention_decode with the thread block's warps chosen by the caller: 0 (as
+ * twin_cuda_attention_decode_warps says: what twin_cuda_attention_decode does), 4, or the wide
+ * count of the shape (16 at head dim 64 when GH <= 4, else 8); any other value is
+ * cudaErrorInvalidValue. The results depend on the warps and the partition, never on the
+ * device's SM count. */
+cudaError_t twin_cuda_attention_decode_ex(
+    twin_bf16 *out /* [rows][n_heads*hd] */, const twin_bf16 *q, int q_stride,
+    const twin_bf16 *k_cache /* [num_blocks][n_kv_heads][16][hd] */, const twin_bf16 *v_cache,
+    const int32_t *seqs /* [n_decode] */, const int32_t *seq_start, const int32_t *seq_len,
+    const int32_t *block_tables /* [*][max_blocks] */, int max_blocks, int n_decode,
+    int n_heads, int n_kv_heads, int head_dim, float scale, int window,
+    const int32_t *partition_tokens /* [1], device */, int max_splits,
+    float *part_acc /* [n_decode][n_heads][max_splits][hd] */,
+    float *part_ml /* [n_decode][n_heads][max_splits][2] */,
+    unsigned *split_counters /* [n_decode * n_heads] or NULL */, int warps, cudaStream_t stream);
+
 /* Prefill: tiles of up to TWIN_CUDA_PREFILL_TILE new queries, tile j covering the new tokens
  * tile_q0[j] .. +63 of sequence tile_seq[j] (the caller lists every tile of every sequence it
  * wants served). Reads the cached prefix and the chunk's own keys through the block table;
