@@ -11,8 +11,7 @@
  * twin_backend_cuda_forward_sample and through ops->forward_sample, the engine's entry; top-k 3
  * ids lie in the top 3; a NaN temperature is refused) and bad batches refused with TWIN_EINVAL. Every model runs twice: with the
  * pure-decode steps as CUDA graphs (captured on a bucket's second step, replayed after) and
- * without (TWIN_CUDA_GRAPHS=0), and once more with graphs through the decode chain
- * (TWIN_CUDA_CHAIN=1: o_proj, gate/up, down and the next q/k/v in one persistent kernel). */
+ * without (TWIN_CUDA_GRAPHS=0). */
 #include <string.h>
 
 #include <deque>
@@ -211,12 +210,10 @@ struct engine_sim {
 };
 
 static void run_model(harness &h, rng &r, const char *model_label, const twin_model_config &cfg,
-                      bool graphs, bool chain = false) {
-  const std::string label_text = std::string(model_label) + (graphs ? ", graphs" : ", no graphs") +
-                                 (chain ? ", chain" : "");
+                      bool graphs) {
+  const std::string label_text = std::string(model_label) + (graphs ? ", graphs" : ", no graphs");
   const char *label = label_text.c_str();
   setenv("TWIN_CUDA_GRAPHS", graphs ? "1" : "0", 1);
-  setenv("TWIN_CUDA_CHAIN", chain ? "1" : "0", 1);
   memory_model m(r, cfg);
   twin_backend_opts opts{};
   opts.max_tokens_per_step = 256;
@@ -343,7 +340,6 @@ int main() {
   llama.rope_original_max_pos = 64;
   run_model(h, r, "llama hd64 tied llama3-rope", llama, true);
   run_model(h, r, "llama hd64 tied llama3-rope", llama, false);
-  run_model(h, r, "llama hd64 tied llama3-rope", llama, true, true);
 
   twin_model_config qwen = base_config(TWIN_ARCH_QWEN2, "qwen2");
   qwen.vocab_size = 700; qwen.dim = 512; qwen.hidden_dim = 768; qwen.n_layers = 2;
@@ -351,14 +347,12 @@ int main() {
   qwen.rope_theta = 1000000.0f; qwen.norm_eps = 1e-6f;
   run_model(h, r, "qwen2 hd128 bias", qwen, true);
   run_model(h, r, "qwen2 hd128 bias", qwen, false);
-  run_model(h, r, "qwen2 hd128 bias", qwen, true, true);
 
   twin_model_config mistral = base_config(TWIN_ARCH_MISTRAL, "mistral");
   mistral.vocab_size = 300; mistral.dim = 512; mistral.hidden_dim = 1024; mistral.n_layers = 1;
   mistral.n_heads = 8; mistral.n_kv_heads = 2; mistral.head_dim = 64; mistral.sliding_window = 48;
   run_model(h, r, "mistral window 48", mistral, true);
   run_model(h, r, "mistral window 48", mistral, false);
-  run_model(h, r, "mistral window 48", mistral, true, true);
 
   /* an architecture the backend does not run is refused by name */
   twin_model_config gemma = llama;

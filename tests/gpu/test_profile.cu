@@ -2,10 +2,13 @@
  * TWIN_CUDA_PROFILE is set (NULL, and every call a no-op on NULL); with it, operations bracketed
  * by begin/end are summed by label per step kind, and the printed table has the right steps,
  * calls per step and times (a kernel that spins ~20 us shows 10-1000 us a call, a label timed
- * twice a step shows 2 calls a step), decode and other steps apart. */
+ * twice a step shows 2 calls a step), decode and other steps apart. With TWIN_CUDA_PROFILE=step
+ * the profile is not eager, and marks around spinning kernels and a host pause give the steps
+ * counted (a step without its graph marks is not), graph < device < host interval times. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <string>
 
@@ -82,6 +85,43 @@ int main() {
           rest.find("prefill and mixed steps: 1 steps") != std::string::npos && table_row(rest, "spin", &calls, &us) &&
               calls == 1.0,
           "the non-decode step is missing or counted with the decode ones");
+  h.check("profile: TWIN_CUDA_PROFILE=1 is eager", twin_cuda_profile_eager(p) == 1, "not eager");
+  twin_cuda_profile_destroy(p);
+
+  setenv("TWIN_CUDA_PROFILE", "step", 1);
+  p = nullptr;
+  if (twin_cuda_profile_create(s, &p, &err) != 0 || !p) {
+    h.check("profile on with TWIN_CUDA_PROFILE=step", false, err.msg);
+    return h.exit_code();
+  }
+  for (int step = 0; step < 5; step++) { /* steps 0-3 decode as graphs; step 4 has no graph */
+    twin_cuda_profile_mark(p, TWIN_PROFILE_STEP_START);
+    spin_kernel<<<1, 32, 0, s>>>(cycles); /* the copies in */
+    if (step < 4) twin_cuda_profile_mark(p, TWIN_PROFILE_GRAPH_START);
+    spin_kernel<<<1, 32, 0, s>>>(2 * cycles);
+    if (step < 4) twin_cuda_profile_mark(p, TWIN_PROFILE_GRAPH_END);
+    twin_cuda_profile_mark(p, TWIN_PROFILE_STEP_END);
+    CK(cudaStreamSynchronize(s));
+    usleep(300);
+    twin_cuda_profile_step(p, 1);
+  }
+  f = tmpfile();
+  twin_cuda_profile_print(p, f);
+  rewind(f);
+  out.clear();
+  while (fgets(buf, sizeof buf, f)) out += buf;
+  fclose(f);
+  printf("%s", out.c_str());
+  long n_steps = 0;
+  double dev = 0, graph = 0, host = 0;
+  const size_t at = out.find("decode steps as graphs: ");
+  const bool parsed = at != std::string::npos &&
+                      sscanf(out.c_str() + at, "decode steps as graphs: %ld steps; device %lf us a step (copies and "
+                             "graph), graph %lf us; host %lf", &n_steps, &dev, &graph, &host) == 4;
+  h.check("profile step: not eager; 4 steps counted; graph 20-1000 us < device < host interval",
+          twin_cuda_profile_eager(p) == 0 && parsed && n_steps == 4 && graph > 20.0 && graph < 1000.0 &&
+              dev > graph && host > dev,
+          "the step table is missing or its figures are out of order");
   twin_cuda_profile_destroy(p);
   CK(cudaStreamDestroy(s));
   return h.exit_code();

@@ -1,7 +1,7 @@
 /* llm-svc/backend/cuda/attention_decode_unit.cuh — paged attention for one query per sequence
  * (decode), written as one thread block's unit of work (CUDA C++ only): the stand-alone kernel
  * (attention_decode.cu) is one unit per block; a persistent kernel can take units in turn with
- * its own wait (the decode chain, decode_chain.cu, does so for the GEMV units).
+ * its own wait.
  * GQA-aware: a thread block serves the query heads that share one KV head, so each K/V block is
  * read from memory once for all of them. Long contexts are split over several thread blocks
  * (split-K, `partition` keys each, read from device memory so that a captured CUDA graph serves

@@ -143,9 +143,7 @@ typedef struct cuda_backend {
   float *scale_ffn;           /* [TWIN_CUDA_GEMV_MAX_N] 1/rms of x for the next gate/up */
   float *rms_partial;         /* [twin_cuda_gemv_rms_partials(dim)] their grid sums */
   unsigned *rms_counter;      /* [1] zero between kernels */
-  int chain;                  /* fused steps run the decode chain (TWIN_CUDA_CHAIN=1) */
-  unsigned *chain_sync;       /* [TWIN_CUDA_CHAIN_SYNC] zero between kernels */
-  twin_cuda_profile *prof;    /* TWIN_CUDA_PROFILE=1: per-kernel split, else NULL */
+  twin_cuda_profile *prof;    /* TWIN_CUDA_PROFILE=1 or step (profile.h), else NULL */
 
   int use_graphs;             /* 0 when TWIN_CUDA_GRAPHS=0 or when profiling */
   int graph_top;              /* largest decode bucket: min(max_seqs, max_tokens_per_step) */
@@ -480,7 +478,6 @@ static void layout_scratch(cuda_backend *b, carver *c) {
   b->scale_ffn = carve(c, TWIN_CUDA_GEMV_MAX_N * sizeof(float));
   b->rms_partial = carve(c, twin_cuda_gemv_rms_partials(cfg->dim) * sizeof(float));
   b->rms_counter = carve(c, sizeof(unsigned));
-  b->chain_sync = carve(c, TWIN_CUDA_CHAIN_SYNC * sizeof(unsigned));
   b->split_counters = carve(c, S * (size_t)cfg->n_heads * sizeof(unsigned));
 }
 
@@ -508,7 +505,6 @@ static int allocate_scratch(cuda_backend *b, twin_err *err) {
   carver placer = {.base = b->scratch};
   layout_scratch(b, &placer);
   CUDA_CHECK(err, cudaMemset(b->rms_counter, 0, sizeof(unsigned)));
-  CUDA_CHECK(err, cudaMemset(b->chain_sync, 0, TWIN_CUDA_CHAIN_SYNC * sizeof(unsigned)));
   CUDA_CHECK(err, cudaMemset(b->split_counters, 0, S * (size_t)cfg->n_heads * sizeof(unsigned)));
   b->lin.dequant = b->dequant;
   b->lin.dequant_elems = b->dequant ? CUDA_DEQUANT_ELEMS : 0;
@@ -725,6 +721,7 @@ static int prepare_step(cuda_backend *b, const twin_batch *batch, cuda_step *st,
   st->tile_seq = d + (tile_seq - h);
   st->tile_q0 = d + (tile_q0 - h);
   st->block_tables = d + (tables - h);
+  twin_cuda_profile_mark(b->prof, TWIN_PROFILE_STEP_START);
   CUDA_CHECK(err, cudaMemcpyAsync(d, h, head_ints * sizeof *h, cudaMemcpyHostToDevice, b->stream));
   if (stride == mb)
     CUDA_CHECK(err, cudaMemcpyAsync(d + head_ints, tables, (size_t)S * mb * sizeof *h,
@@ -902,36 +899,6 @@ static int layer_forward_fused(cuda_backend *b, int l, const cuda_step *st, twin
   return 0;
 }
 
-/* The fused layers as the decode chain (twin_cuda_decode_chain): layer 0's q/k/v as its own
- * kernel, then for each layer the attention kernel and one chain kernel that runs o_proj,
- * gate/up, down and the next layer's q/k/v. Same inputs and outputs as the fused layers. */
-static int layers_forward_chain(cuda_backend *b, const cuda_step *st, twin_err *err) {
-  const twin_model_config *cfg = &b->base.cfg;
-  int rc = qkv_fused(b, 0, st, err);
-  if (rc) return twin_err_wrap(err, "cuda backend: layer 0");
-  for (int l = 0; l < cfg->n_layers; l++) {
-    const cuda_layer *L = &b->layers[l];
-    rc = attention_forward(b, l, st, 1, err);
-    if (rc) return twin_err_wrap(err, "cuda backend: layer %d", l);
-    twin_decode_chain c = {
-        .n = st->rows, .dim = cfg->dim, .q_dim = b->q_dim, .hidden = cfg->hidden_dim, .eps = cfg->norm_eps,
-        .attn = b->attn, .x = b->x, .act = b->act, .scale_ffn = b->scale_ffn,
-        .scale_attn = b->scale_attn, .rms_partial = b->rms_partial,
-        .rms_counter = b->rms_counter, .wo = L->wo.w, .ffn_norm = L->ffn_norm,
-        .w_gate_up = L->gate_up.part[0].w, .w_down = L->down.w, .sync = b->chain_sync};
-    if (l + 1 < cfg->n_layers) {
-      const cuda_layer *N = &b->layers[l + 1];
-      c.w_qkv = N->qkv.part[0].w;
-      c.attn_norm = N->attn_norm;
-      c.qkv = b->qkv;
-      c.rope = layer_rope(b, l + 1, st);
-    }
-    PROFILED(b, "chain (o_proj, gate_up, down, next qkv)",
-             CUDA_CHECK(err, twin_cuda_decode_chain(&c, b->stream)));
-  }
-  return 0;
-}
-
 /* Embedding, every layer, final norm: leaves y = rmsnorm(x_final, final_norm) for every row;
  * with gather, also last = the rows of y listed in last_rows (each sequence's last token). */
 static int enqueue_layers(cuda_backend *b, const cuda_step *st, int gather, twin_err *err) {
@@ -946,16 +913,10 @@ static int enqueue_layers(cuda_backend *b, const cuda_step *st, int gather, twin
   PROFILED(b, "rmsnorm",
            CUDA_CHECK(err, twin_cuda_rmsnorm(b->y, b->x, b->layers[0].attn_norm, n, cfg->dim,
                                              cfg->norm_eps, b->stream)));
-  if (fused && b->chain) {
-    int rc = layers_forward_chain(b, st, err);
-    if (rc) return rc;
-  } else {
-    for (int l = 0; l < cfg->n_layers; l++) {
-      const twin_bf16 *next_norm =
-          l + 1 < cfg->n_layers ? b->layers[l + 1].attn_norm : b->final_norm;
-      int rc = fused ? layer_forward_fused(b, l, st, err) : layer_forward(b, l, st, next_norm, err);
-      if (rc) return twin_err_wrap(err, "cuda backend: layer %d", l);
-    }
+  for (int l = 0; l < cfg->n_layers; l++) {
+    const twin_bf16 *next_norm = l + 1 < cfg->n_layers ? b->layers[l + 1].attn_norm : b->final_norm;
+    int rc = fused ? layer_forward_fused(b, l, st, err) : layer_forward(b, l, st, next_norm, err);
+    if (rc) return twin_err_wrap(err, "cuda backend: layer %d", l);
   }
   if (fused) /* the unfused layers end with this norm; the fused ones leave x */
     PROFILED(b, "rmsnorm",
@@ -1027,7 +988,9 @@ static int launch_graph(cuda_backend *b, const cuda_step *st, cuda_head head, tw
     if (graph) cudaGraphDestroy(graph);
     if (rc) return twin_err_wrap(err, "cuda backend: capturing the %d-row decode graph", st->rows);
   }
+  twin_cuda_profile_mark(b->prof, TWIN_PROFILE_GRAPH_START);
   CUDA_CHECK(err, cudaGraphLaunch(*exec, b->stream));
+  twin_cuda_profile_mark(b->prof, TWIN_PROFILE_GRAPH_END);
   return 0;
 }
 
@@ -1064,6 +1027,7 @@ static int cuda_forward(twin_backend *base, const twin_batch *batch, float *logi
                                       b->stream));
     }
   }
+  twin_cuda_profile_mark(b->prof, TWIN_PROFILE_STEP_END);
   CUDA_CHECK(err, cudaStreamSynchronize(b->stream));
   twin_cuda_profile_step(b->prof, st.n_tiles == 0);
   return 0;
@@ -1113,6 +1077,7 @@ static int run_sample_step(cuda_backend *b, const cuda_step *st, int32_t *ids, t
   if (rc) return rc;
   CUDA_CHECK(err, cudaMemcpyAsync(ids, b->ids_dev, (size_t)st->n_seqs * sizeof *ids,
                                   cudaMemcpyDefault, b->stream));
+  twin_cuda_profile_mark(b->prof, TWIN_PROFILE_STEP_END);
   CUDA_CHECK(err, cudaStreamSynchronize(b->stream));
   twin_cuda_profile_step(b->prof, st->n_tiles == 0);
   return 0;
@@ -1259,7 +1224,7 @@ static int cuda_init(cuda_backend *b, const twin_llama_tensors *t, const twin_ba
   int rc = twin_cuda_linear_ctx_init(&b->lin, err);
   if (!rc) rc = twin_cuda_profile_create(b->stream, &b->prof, err);
   if (rc) return rc;
-  if (b->prof) b->use_graphs = 0; /* every kernel bracketed by events, eagerly */
+  if (twin_cuda_profile_eager(b->prof)) b->use_graphs = 0; /* every kernel bracketed, eagerly */
   rc = load_weights(b, t, err);
   if (!rc) rc = allocate_scratch(b, err);
   if (!rc) rc = allocate_kv_pool(b, opts, err);
@@ -1295,8 +1260,6 @@ int twin_backend_cuda_create_from(const twin_model_config *cfg, const twin_llama
   b->window = cfg->sliding_window > 0 ? cfg->sliding_window : 0;
   const char *combine = getenv("TWIN_CUDA_SPLIT_COMBINE");
   b->split_combine = !(combine && strcmp(combine, "0") == 0);
-  const char *chain = getenv("TWIN_CUDA_CHAIN"); /* off by default: slower so far (NOTES run 8) */
-  b->chain = chain && strcmp(chain, "1") == 0;
   const char *graphs = getenv("TWIN_CUDA_GRAPHS");
   b->use_graphs = !(graphs && strcmp(graphs, "0") == 0);
   b->graph_top = b->base.max_seqs < b->base.max_tokens_per_step ? b->base.max_seqs

@@ -93,8 +93,8 @@ static __device__ __forceinline__ size_t kv_slot_offset(int slot, int n_kv_heads
  * above it (it did, in the GEMVs: x was read before its producer had finished). These are
  * ordinary coherent loads in asm volatile, which keeps them in program order with the
  * griddepcontrol asm. They read through the L2 only (.cg): a kernel that waits on another
- * part of its own grid (decode_chain.cu) must never find an older copy in its L1. Weights and
- * other data nothing writes may use __ldg. */
+ * part of its own grid must never find an older copy in its L1. Weights and other data
+ * nothing writes may use __ldg. */
 static __device__ __forceinline__ uint4 ld_act_v4(const void *p) {
   uint4 v;
   asm volatile("ld.global.cg.v4.u32 {%0, %1, %2, %3}, [%4];"

@@ -1,8 +1,7 @@
 /* llm-svc/backend/cuda/gemv_bf16_unit.cuh — the body of the bf16 decode projection (CUDA C++
- * only), written as one thread block's unit of work so that both the stand-alone kernels
- * (gemv_bf16.cu: a unit per block, waiting through programmatic dependent launch) and the
- * persistent decode chain (decode_chain.cu: units taken in turn, waiting on the previous
- * operation's flag) run the same code and round alike.
+ * only), written as one thread block's unit of work with the wait for the producer of x passed
+ * in: the stand-alone kernels (gemv_bf16.cu) run a unit per block and wait through
+ * programmatic dependent launch; a persistent kernel could take units in turn.
  *
  * The product y = x . w^T for 1..8 tokens with bf16 weights, written for weight bandwidth
  * (cuBLAS reaches only 2.0-2.5 TB/s on these small products). One warp multiplies a tile of 16

@@ -274,43 +274,6 @@ cudaError_t twin_cuda_gemv_bf16_fused(void *y /* [n][ldy] */, int y_f32, int ldy
 /* Floats of rms_partial a fused call with rms_out over `rows` rows needs. */
 size_t twin_cuda_gemv_rms_partials(int rows);
 
-/* ---- the decode chain (decode_chain.cu) ---------------------------------------------------
- * What follows a layer's decode attention, as one persistent kernel: o_proj (+x, next 1/rms),
- * gate/up (normed x, SiLU * up), down (+x, next 1/rms) and, unless this is the last layer, the
- * next layer's q/k/v (normed x, RoPE, KV write): the same four fused products as
- * twin_cuda_gemv_bf16_fused (8-warp shapes), each cut in units that the thread blocks take in
- * turn. A unit of one product issues its first weight loads, then waits for the product before
- * it (a flag the last unit of that product sets), so device memory keeps streaming across the
- * three boundaries a kernel launch would cost. Rows n <= TWIN_CUDA_GEMV_MAX_N; bf16 weights.
- * Experimental: correct (test_backend, e2e_check with TWIN_CUDA_CHAIN=1) but so far slower than
- * the separate kernels (tests/gpu/NOTES.md run 8); the backend uses it only when asked. */
-typedef struct twin_decode_chain {
-  int n;                              /* token rows */
-  int dim, q_dim, hidden;             /* model width, n_heads*hd, FFN width */
-  float eps;                          /* RMSNorm epsilon */
-  const twin_bf16 *attn;              /* [n][q_dim] attention output (x of o_proj) */
-  float *x;                           /* [n][dim] fp32 residual stream, updated in place */
-  twin_bf16 *act;                     /* [n][hidden] SiLU(gate) * up */
-  float *scale_ffn, *scale_attn;      /* [n] 1/rms of x for gate/up, for the next q/k/v */
-  float *rms_partial;                 /* [twin_cuda_gemv_rms_partials(dim)] */
-  unsigned *rms_counter;              /* zero before, left zero */
-  const twin_bf16 *wo;                /* [dim][q_dim] */
-  const twin_bf16 *ffn_norm;          /* [dim] */
-  const twin_bf16 *w_gate_up;         /* [2*hidden][dim] gate rows, then up rows */
-  const twin_bf16 *w_down;            /* [dim][hidden] */
-  const twin_bf16 *w_qkv;             /* [(nh + 2*nkv)*hd][dim] the next layer's, NULL: none */
-  const twin_bf16 *attn_norm;         /* [dim] the next layer's */
-  twin_bf16 *qkv;                     /* [n][qkv rows] q of the next layer (k, v: the cache) */
-  twin_gemv_rope rope;                /* the next layer's cache, the step's slots and table */
-  unsigned *sync;                     /* [TWIN_CUDA_CHAIN_SYNC] zero before, left zero */
-} twin_decode_chain;
-
-#define TWIN_CUDA_CHAIN_SYNC 16 /* words of twin_decode_chain.sync */
-
-/* Enqueues the chain (grid: two 8-warp blocks per multiprocessor, all resident together).
- * cudaErrorInvalidValue for arguments it cannot serve. */
-cudaError_t twin_cuda_decode_chain(const twin_decode_chain *c, cudaStream_t stream);
-
 /* ---- block-quantized weights (gemv_quant.cu) ------------------------------------------------
  * w holds rows of ggml blocks (llm-svc/model/quant.h; Q4_0, Q4_1, Q5_0, Q8_0, Q4_K, Q5_K, Q6_K):
  * row r starts at byte r * twin_cuda_quant_row_stride(type, cols) of w, its (cols / block
