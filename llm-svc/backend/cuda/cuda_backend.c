@@ -145,7 +145,7 @@ typedef struct cuda_backend {
   unsigned *rms_counter;      /* [1] zero between kernels */
   twin_cuda_profile *prof;    /* TWIN_CUDA_PROFILE=1 or step (profile.h), else NULL */
 
-  int use_graphs;             /* 0 when TWIN_CUDA_GRAPHS=0 or when profiling */
+  int use_graphs;             /* 0 when TWIN_CUDA_GRAPHS=0 or TWIN_CUDA_PROFILE=1 */
   int graph_top;              /* largest decode bucket: min(max_seqs, max_tokens_per_step) */
   cudaGraphExec_t graphs[2][CUDA_MAX_GRAPHS]; /* [logits | sampled ids][bucket slot] */
   unsigned char graph_warm[2][CUDA_MAX_GRAPHS]; /* the bucket ran once eagerly */
