@@ -43,6 +43,7 @@ lib_srcs=("$root"/llm-svc/backend/cuda/*.cu
           "$root"/llm-svc/backend/cuda/linear.c
           "$root"/llm-svc/backend/cuda/profile.c
           "$root"/common/error.c
+          "$root"/common/util.c
           "$root"/llm-svc/model/tensor.c
           "$root"/llm-svc/model/rope.c
           "$root"/llm-svc/model/quant.c

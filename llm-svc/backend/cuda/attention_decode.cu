@@ -57,11 +57,7 @@ static __global__ void attn_decode_reduce_kernel(
   pdl_enter();
   const int i = blockIdx.x, head = blockIdx.y, d = threadIdx.x;
   const int s = seqs[i];
-  const int ctx = seq_len[s];
-  const int partition = *partition_dev;
-  const int win_start = window > 0 ? max(0, ctx - window) : 0;
-  const int first_tok = win_start / TWIN_CUDA_KV_BLOCK * TWIN_CUDA_KV_BLOCK;
-  const int n_splits = (ctx - first_tok + partition - 1) / partition;
+  const int n_splits = decode_span_of(seq_len[s], window, *partition_dev).n_splits;
   if (n_splits <= 1) return;
   const int row = seq_start[s + 1] - 1;
   out[(size_t)row * n_heads * hd + head * hd + d] = __float2bfloat16_rn(

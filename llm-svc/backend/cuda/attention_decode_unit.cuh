@@ -35,6 +35,19 @@ static __device__ __forceinline__ uint4 ld_v4(const void *p) { return *static_ca
 /* exp2 of (x - m) where the max m may still be -inf (nothing seen): treat it as 0. */
 static __device__ __forceinline__ float safe_max(float m) { return m == -INFINITY ? 0.0f : m; }
 
+/* The keys a sequence of ctx tokens attends to, [win_start, ctx), and its splits: `partition`
+ * keys each from the KV block holding win_start (the unit and the reduce kernel agree on it). */
+struct decode_span {
+  int win_start, first_tok, n_splits;
+};
+static __device__ __forceinline__ decode_span decode_span_of(int ctx, int window, int partition) {
+  decode_span sp;
+  sp.win_start = window > 0 ? max(0, ctx - window) : 0;
+  sp.first_tok = sp.win_start / TWIN_CUDA_KV_BLOCK * TWIN_CUDA_KV_BLOCK;
+  sp.n_splits = (ctx - sp.first_tok + partition - 1) / partition;
+  return sp;
+}
+
 /* O / L of one output column over a sequence's splits, added in split order (the split blocks
  * wrote their partials; read through L2). */
 static __device__ __forceinline__ float combine_splits(const float *part_acc, const float *part_ml,
@@ -93,10 +106,8 @@ attn_decode_unit(__nv_bfloat16 *__restrict__ out /* [rows][n_heads*HD] */,
   const int s = seqs[i];
   const int ctx = seq_len[s];
   const int partition = *partition_dev;
-  /* keys [win_start, ctx); splits of `partition` keys from the block holding win_start */
-  const int win_start = window > 0 ? max(0, ctx - window) : 0;
-  const int first_tok = win_start / TWIN_CUDA_KV_BLOCK * TWIN_CUDA_KV_BLOCK;
-  const int n_splits = (ctx - first_tok + partition - 1) / partition;
+  const decode_span sp = decode_span_of(ctx, window, partition);
+  const int win_start = sp.win_start, first_tok = sp.first_tok, n_splits = sp.n_splits;
   if (split >= n_splits) { /* the whole block leaves together (ctx 0: padding) */
     wait.skip();
     return;

@@ -822,14 +822,6 @@ static int layer_forward(cuda_backend *b, int l, const cuda_step *st, const twin
   return 0;
 }
 
-/* The same layer for a step of at most TWIN_CUDA_GEMV_MAX_N rows when b->fuse: four kernels
- * and the attention instead of nine. The RMSNorms are applied by the projections that read
- * their output (x normed as it is loaded), the residual adds by the projections that produce
- * them (beta = 1 into x), RoPE and the cache write by the q/k/v projection's store, SiLU * up
- * by the gate/up projection's store; o_proj and down leave 1/rms of the new x for the next
- * normed projection (kernels.h: twin_gemv_fused). On entry, for
- * layer 0, y = rmsnorm(x, attn_norm); for the others, scale_attn = 1/rms(x). On return x has both
- * residual branches added and, unless this is the last layer, scale_attn = 1/rms(x). */
 /* The RoPE + KV-write part of layer l's fused q/k/v arguments. */
 static twin_gemv_rope layer_rope(const cuda_backend *b, int l, const cuda_step *st) {
   const twin_model_config *cfg = &b->base.cfg;
@@ -856,6 +848,14 @@ static int qkv_fused(cuda_backend *b, int l, const cuda_step *st, twin_err *err)
   return 0;
 }
 
+/* The same layer for a step of at most TWIN_CUDA_GEMV_MAX_N rows when b->fuse: four kernels
+ * and the attention instead of nine. The RMSNorms are applied by the projections that read
+ * their output (x normed as it is loaded), the residual adds by the projections that produce
+ * them (beta = 1 into x), RoPE and the cache write by the q/k/v projection's store, SiLU * up
+ * by the gate/up projection's store; o_proj and down leave 1/rms of the new x for the next
+ * normed projection (kernels.h: twin_gemv_fused). On entry, for
+ * layer 0, y = rmsnorm(x, attn_norm); for the others, scale_attn = 1/rms(x). On return x has both
+ * residual branches added and, unless this is the last layer, scale_attn = 1/rms(x). */
 static int layer_forward_fused(cuda_backend *b, int l, const cuda_step *st, twin_err *err) {
   const twin_model_config *cfg = &b->base.cfg;
   const cuda_layer *L = &b->layers[l];
@@ -1168,11 +1168,16 @@ static void cuda_destroy(twin_backend *base) {
   free(b);
 }
 
+/* A comparison switch (README): on unless the environment sets it to "0". */
+static int env_on(const char *name) {
+  const char *v = getenv(name);
+  return !(v && strcmp(v, "0") == 0);
+}
+
 /* The fused decode layer (layer_forward_fused) serves models whose every projection is one bf16
  * matrix (q/k/v and gate/up fused), when the GEMV path is on; TWIN_CUDA_FUSE=0 turns it off. */
 static int can_fuse(const cuda_backend *b) {
-  const char *v = getenv("TWIN_CUDA_FUSE");
-  if ((v && strcmp(v, "0") == 0) || !b->lin.gemv) return 0;
+  if (!env_on("TWIN_CUDA_FUSE") || !b->lin.gemv) return 0;
   const twin_model_config *cfg = &b->base.cfg;
   if (cfg->dim % 8 || cfg->hidden_dim % 16 || b->q_dim % 8 || cfg->head_dim % 32) return 0;
   for (int l = 0; l < cfg->n_layers; l++) {
@@ -1252,16 +1257,13 @@ int twin_backend_cuda_create_from(const twin_model_config *cfg, const twin_llama
   b->base.max_tokens_per_step =
       opts->max_tokens_per_step ? opts->max_tokens_per_step : CUDA_DEFAULT_MAX_TOKENS;
   b->base.max_seqs = opts->max_seqs ? opts->max_seqs : CUDA_DEFAULT_MAX_SEQS;
-  const char *gemv = getenv("TWIN_CUDA_GEMV");
-  b->lin.gemv = !(gemv && strcmp(gemv, "0") == 0);
+  b->lin.gemv = env_on("TWIN_CUDA_GEMV");
   b->q_dim = cfg->n_heads * cfg->head_dim;
   b->kv_dim = cfg->n_kv_heads * cfg->head_dim;
   b->qkv_dim = b->q_dim + 2 * b->kv_dim;
   b->window = cfg->sliding_window > 0 ? cfg->sliding_window : 0;
-  const char *combine = getenv("TWIN_CUDA_SPLIT_COMBINE");
-  b->split_combine = !(combine && strcmp(combine, "0") == 0);
-  const char *graphs = getenv("TWIN_CUDA_GRAPHS");
-  b->use_graphs = !(graphs && strcmp(graphs, "0") == 0);
+  b->split_combine = env_on("TWIN_CUDA_SPLIT_COMBINE");
+  b->use_graphs = env_on("TWIN_CUDA_GRAPHS");
   b->graph_top = b->base.max_seqs < b->base.max_tokens_per_step ? b->base.max_seqs
                                                                  : b->base.max_tokens_per_step;
   b->attn_scale = 1.0f / sqrtf((float)cfg->head_dim);

@@ -28,6 +28,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#include "common/util.h"
 #include "llm-svc/backend/cuda/cuda_check.h"
 
 /* ---- plain product (cublasGemmEx) ------------------------------------------------------------ */
@@ -107,17 +108,8 @@ static int key_equal(const gemm_key *a, const gemm_key *b) {
          a->align_y == b->align_y;
 }
 
-static uint32_t key_hash(const gemm_key *key) {
-  const int fields[] = {key->n,   key->m,       key->k,       key->ldx,    key->ldy,
-                        key->y_f32, key->align_x, key->align_w, key->align_y};
-  uint32_t h = 2166136261u; /* FNV-1a over the fields' bytes */
-  for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
-    for (int b = 0; b < 4; b++) {
-      h ^= (uint32_t)((unsigned)fields[i] >> (8 * b)) & 0xffu;
-      h *= 16777619u;
-    }
-  return h;
-}
+/* gemm_key is ints only (no padding), built whole by make_key */
+static uint32_t key_hash(const gemm_key *key) { return (uint32_t)twin_hash64(key, sizeof *key, 0); }
 
 /* The key's slot: its entry, or the empty slot where it would go. */
 static gemm_entry *table_slot(gemm_entry *table, const gemm_key *key) {

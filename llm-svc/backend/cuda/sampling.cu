@@ -65,9 +65,11 @@ static __device__ arg_best block_argmax(arg_best a, float *sv, int *si) {
 }
 
 /* Scaled logit; NaN counts as -inf. */
-static __device__ __forceinline__ float scaled(const float *x, int i, float inv_t) {
-  const float v = x[i];
+static __device__ __forceinline__ float scale_logit(float v, float inv_t) {
   return isnan(v) ? -INFINITY : v * inv_t;
+}
+static __device__ __forceinline__ float scaled(const float *x, int i, float inv_t) {
+  return scale_logit(x[i], inv_t);
 }
 
 /* ---- argmax ---------------------------------------------------------------------------------- */
@@ -88,7 +90,7 @@ static __device__ arg_best row_argmax(const float *x, int vocab, float inv_t, fl
       const float e[4] = {v.x, v.y, v.z, v.w};
 #pragma unroll
       for (int k = 0; k < 4; k++)
-        a = better(a, arg_best{isnan(e[k]) ? -INFINITY : e[k] * inv_t, 4 * j + k});
+        a = better(a, arg_best{scale_logit(e[k], inv_t), 4 * j + k});
     }
     tail = 4 * n4;
   }
