@@ -139,10 +139,11 @@ typedef struct cuda_backend {
 
   int fuse;                   /* decode steps of <= TWIN_CUDA_GEMV_MAX_N rows run the fused
                                  projections (every matrix bf16 and fused; TWIN_CUDA_FUSE=0 off) */
-  float *scale_attn;          /* [TWIN_CUDA_GEMV_MAX_N] 1/rms of x for the next q/k/v (fused) */
-  float *scale_ffn;           /* [TWIN_CUDA_GEMV_MAX_N] 1/rms of x for the next gate/up */
-  float *rms_partial;         /* [twin_cuda_gemv_rms_partials(dim)] their grid sums */
-  unsigned *rms_counter;      /* [1] zero between kernels */
+  /* The fused layers' row scales as fixed-point sums of squares (kernels.h: rms_acc): down
+   * leaves sum_attn for the next q/k/v and clears sum_ffn; o_proj leaves sum_ffn for gate/up
+   * and clears sum_attn. Both zero at start; between steps sum_ffn is zero again. */
+  uint64_t *sum_attn;         /* [TWIN_CUDA_GEMV_MAX_N] */
+  uint64_t *sum_ffn;          /* [TWIN_CUDA_GEMV_MAX_N] */
   twin_cuda_profile *prof;    /* TWIN_CUDA_PROFILE=1 or step (profile.h), else NULL */
 
   int use_graphs;             /* 0 when TWIN_CUDA_GRAPHS=0 or TWIN_CUDA_PROFILE=1 */
@@ -474,10 +475,8 @@ static void layout_scratch(cuda_backend *b, carver *c) {
   b->meta_dev = carve(c, b->meta_cap * sizeof(int32_t));
   b->sampling_dev = carve(c, sampling_bytes(b->base.max_seqs));
   b->ids_dev = carve(c, S * sizeof(int32_t));
-  b->scale_attn = carve(c, TWIN_CUDA_GEMV_MAX_N * sizeof(float));
-  b->scale_ffn = carve(c, TWIN_CUDA_GEMV_MAX_N * sizeof(float));
-  b->rms_partial = carve(c, twin_cuda_gemv_rms_partials(cfg->dim) * sizeof(float));
-  b->rms_counter = carve(c, sizeof(unsigned));
+  b->sum_attn = carve(c, TWIN_CUDA_GEMV_MAX_N * sizeof(uint64_t));
+  b->sum_ffn = carve(c, TWIN_CUDA_GEMV_MAX_N * sizeof(uint64_t));
   b->split_counters = carve(c, S * (size_t)cfg->n_heads * sizeof(unsigned));
 }
 
@@ -504,7 +503,8 @@ static int allocate_scratch(cuda_backend *b, twin_err *err) {
   }
   carver placer = {.base = b->scratch};
   layout_scratch(b, &placer);
-  CUDA_CHECK(err, cudaMemset(b->rms_counter, 0, sizeof(unsigned)));
+  CUDA_CHECK(err, cudaMemset(b->sum_attn, 0, TWIN_CUDA_GEMV_MAX_N * sizeof(uint64_t)));
+  CUDA_CHECK(err, cudaMemset(b->sum_ffn, 0, TWIN_CUDA_GEMV_MAX_N * sizeof(uint64_t)));
   CUDA_CHECK(err, cudaMemset(b->split_counters, 0, S * (size_t)cfg->n_heads * sizeof(unsigned)));
   b->lin.dequant = b->dequant;
   b->lin.dequant_elems = b->dequant ? CUDA_DEQUANT_ELEMS : 0;
@@ -832,14 +832,15 @@ static twin_gemv_rope layer_rope(const cuda_backend *b, int l, const cuda_step *
 }
 
 /* Layer l's fused q/k/v: x is y (layer 0, normed by its own kernel) or the residual stream
- * normed on the load with scale_attn; q into b->qkv, k and v into the cache. */
+ * normed on the load with the scale from sum_attn; q into b->qkv, k and v into the cache. */
 static int qkv_fused(cuda_backend *b, int l, const cuda_step *st, twin_err *err) {
   const int dim = b->base.cfg.dim;
   const cuda_layer *L = &b->layers[l];
   twin_gemv_fused f = {.x_mode = TWIN_GEMV_X_BF16, .x = b->y, .ldx = dim};
   if (l > 0)
     f = (twin_gemv_fused){.x_mode = TWIN_GEMV_X_RMSNORM, .x = b->x, .ldx = dim,
-                          .norm_w = L->attn_norm, .inv_rms = b->scale_attn};
+                          .norm_w = L->attn_norm, .rms_sum = b->sum_attn,
+                          .eps = b->base.cfg.norm_eps};
   f.rope_kv = 1;
   f.rope = layer_rope(b, l, st);
   PROFILED(b, "qkv (normed x, rope, kv write)",
@@ -852,48 +853,36 @@ static int qkv_fused(cuda_backend *b, int l, const cuda_step *st, twin_err *err)
  * and the attention instead of nine. The RMSNorms are applied by the projections that read
  * their output (x normed as it is loaded), the residual adds by the projections that produce
  * them (beta = 1 into x), RoPE and the cache write by the q/k/v projection's store, SiLU * up
- * by the gate/up projection's store; o_proj and down leave 1/rms of the new x for the next
- * normed projection (kernels.h: twin_gemv_fused). On entry, for
- * layer 0, y = rmsnorm(x, attn_norm); for the others, scale_attn = 1/rms(x). On return x has both
- * residual branches added and, unless this is the last layer, scale_attn = 1/rms(x). */
+ * by the gate/up projection's store; o_proj and down leave the sums of squares of the new x for
+ * the next normed projection, and each clears the sum its reader has finished with
+ * (kernels.h: twin_gemv_fused). On entry, for layer 0, y = rmsnorm(x, attn_norm), for the
+ * others, sum_attn holds x's sums of squares; sum_ffn is zero. On return x has both residual
+ * branches added, sum_attn holds its sums (the last layer's go unread) and sum_ffn is zero. */
 static int layer_forward_fused(cuda_backend *b, int l, const cuda_step *st, twin_err *err) {
   const twin_model_config *cfg = &b->base.cfg;
   const cuda_layer *L = &b->layers[l];
   const int n = st->rows, dim = cfg->dim, hidden = cfg->hidden_dim;
   cudaStream_t s = b->stream;
-  const twin_gemv_fused scale_out = {.rms_partial = b->rms_partial,
-                                     .rms_counter = b->rms_counter, .eps = cfg->norm_eps};
 
   int rc = qkv_fused(b, l, st, err);
   if (rc) return rc;
   rc = attention_forward(b, l, st, 1, err);
   if (rc) return rc;
 
-  twin_gemv_fused f = scale_out;
-  f.x_mode = TWIN_GEMV_X_BF16;
-  f.x = b->attn;
-  f.ldx = b->q_dim;
-  f.rms_out = b->scale_ffn;
-  PROFILED(b, "o_proj (+x, 1/rms)",
+  twin_gemv_fused f = {.x_mode = TWIN_GEMV_X_BF16, .x = b->attn, .ldx = b->q_dim,
+                       .rms_acc = b->sum_ffn, .rms_clear = b->sum_attn};
+  PROFILED(b, "o_proj (+x, sum sq)",
            CUDA_CHECK(err, twin_cuda_gemv_bf16_fused(b->x, 1, dim, &f, L->wo.w, n, dim, b->q_dim,
                                                      1.0f, s)));
   f = (twin_gemv_fused){.x_mode = TWIN_GEMV_X_RMSNORM, .x = b->x, .ldx = dim,
-                        .norm_w = L->ffn_norm, .inv_rms = b->scale_ffn, .glu_hidden = hidden};
+                        .norm_w = L->ffn_norm, .rms_sum = b->sum_ffn, .eps = cfg->norm_eps,
+                        .glu_hidden = hidden};
   PROFILED(b, "gate_up (normed x, silu*up)",
            CUDA_CHECK(err, twin_cuda_gemv_bf16_fused(b->act, 0, hidden, &f, L->gate_up.part[0].w,
                                                      n, 2 * hidden, dim, 0.0f, s)));
-  if (l + 1 == cfg->n_layers) { /* no next layer to scale for: the plain product into x */
-    PROFILED(b, "down (+x)",
-             CUDA_CHECK(err, twin_cuda_gemv_bf16(b->x, 1, dim, b->act, hidden, L->down.w, n, dim,
-                                                 hidden, 1.0f, s)));
-    return 0;
-  }
-  f = scale_out;
-  f.x_mode = TWIN_GEMV_X_BF16;
-  f.x = b->act;
-  f.ldx = hidden;
-  f.rms_out = b->scale_attn;
-  PROFILED(b, "down (+x, 1/rms)",
+  f = (twin_gemv_fused){.x_mode = TWIN_GEMV_X_BF16, .x = b->act, .ldx = hidden,
+                        .rms_acc = b->sum_attn, .rms_clear = b->sum_ffn};
+  PROFILED(b, "down (+x, sum sq)",
            CUDA_CHECK(err, twin_cuda_gemv_bf16_fused(b->x, 1, dim, &f, L->down.w, n, dim, hidden,
                                                      1.0f, s)));
   return 0;

@@ -95,24 +95,22 @@ extern "C" cudaError_t twin_cuda_gemv_bf16(void *y, int y_f32, int ldy, const tw
   return gemv_bf16_launch(-1, y, y_f32, ldy, x, ldx, w, n, rows, cols, beta, stream);
 }
 
-extern "C" size_t twin_cuda_gemv_rms_partials(int rows) {
-  return rows > 0 ? (size_t)((rows + 15) / 16) * 8 : 0;
-}
-
 extern "C" cudaError_t twin_cuda_gemv_bf16_fused(void *y, int y_f32, int ldy,
                                                  const twin_gemv_fused *f, const twin_bf16 *w,
                                                  int n, int rows, int cols, float beta,
                                                  cudaStream_t stream) {
   if (!f || f->x_mode < TWIN_GEMV_X_BF16 || f->x_mode > TWIN_GEMV_X_RMSNORM) return cudaErrorInvalidValue;
-  const int xm = (int)f->x_mode, rms = f->rms_out != nullptr;
+  const int xm = (int)f->x_mode, rms = f->rms_acc != nullptr;
   if (!y || !f->x || !w || n < 1 || n > TWIN_CUDA_GEMV_MAX_N || rows < 1 || cols < 8 ||
       cols % 8 != 0 || f->ldx < cols || f->ldx % 8 != 0 ||
       (reinterpret_cast<uintptr_t>(f->x) & 15) != 0 || (reinterpret_cast<uintptr_t>(w) & 15) != 0 ||
       (xm == TWIN_GEMV_X_RMSNORM &&
-       (!f->norm_w || !f->inv_rms || (reinterpret_cast<uintptr_t>(f->norm_w) & 15) != 0)) ||
-      (rms && (!y_f32 || ldy != rows || !f->rms_partial || !f->rms_counter)) ||
+       (!f->norm_w || !f->rms_sum || (reinterpret_cast<uintptr_t>(f->norm_w) & 15) != 0)) ||
+      (rms && (!y_f32 || ldy != rows)) ||
       (f->rope_kv && f->glu_hidden))
     return cudaErrorInvalidValue;
+  twin_gemv_fused fk = *f; /* what the kernel gets */
+  fk.rms_inv_len = 1.0f / (float)cols;
   if (f->rope_kv) {
     const twin_gemv_rope &r = f->rope;
     if (rms || y_f32 || beta != 0.0f || ldy < rows || r.head_dim < 32 || r.head_dim % 32 != 0 ||
@@ -121,20 +119,20 @@ extern "C" cudaError_t twin_cuda_gemv_bf16_fused(void *y, int y_f32, int ldy,
         rows != (r.n_heads + 2 * r.n_kv_heads) * r.head_dim)
       return cudaErrorInvalidValue;
     return twin_launch(kFusedRope[xm], (unsigned)(rows / 32), 8 * 32, 0, stream, y, y_f32, ldy,
-                       *f, w, n, rows, cols, beta);
+                       fk, w, n, rows, cols, beta);
   }
   if (f->glu_hidden) {
     if (rms || xm != TWIN_GEMV_X_RMSNORM || y_f32 || beta != 0.0f || f->glu_hidden % 16 != 0 ||
         rows != 2 * f->glu_hidden || ldy < f->glu_hidden)
       return cudaErrorInvalidValue;
     return twin_launch(kFusedGlu, (unsigned)(f->glu_hidden / 16), 8 * 32, 0, stream, y, y_f32,
-                       ldy, *f, w, n, rows, cols, beta);
+                       ldy, fk, w, n, rows, cols, beta);
   }
   if (!rms || xm != TWIN_GEMV_X_BF16) return cudaErrorInvalidValue; /* no other form is built */
   const int shape = bf16_auto_variant(rows, cols) == 2 ? 0 : 1; /* 16 warps x 4, 8 warps x 8 */
   const unsigned grid = (unsigned)((rows + 15) / 16);
   return twin_launch(kFusedRms[shape], grid, (shape == 0 ? 16 : 8) * 32, 0, stream, y, y_f32,
-                     ldy, *f, w, n, rows, cols, beta);
+                     ldy, fk, w, n, rows, cols, beta);
 }
 
 extern "C" int twin_cuda_gemv_bf16_variant_count(void) { return N_BF16_VARIANTS; }

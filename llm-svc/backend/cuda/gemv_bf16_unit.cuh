@@ -123,7 +123,7 @@ static __device__ __forceinline__ void pair_sums(const float (&partial)[W][ROWS]
 /* Shared memory one unit of gemv_unit<W, NT> uses (bytes). */
 template <int W, int NT>
 static constexpr size_t gemv_unit_smem() {
-  return sizeof(float) * (W * 16 * NT * 8 + 8 * 16 * NT) + 16;
+  return sizeof(float) * (W * 16 * NT * 8 + 8 * 16 * NT);
 }
 
 /* What follows a unit's products (W warps, ROWS = 16 * NT rows): smem starts with the warps'
@@ -134,11 +134,11 @@ template <int W, int NT, int EPI>
 static __device__ __forceinline__ void gemv_epilogue(void *__restrict__ y, int y_f32, int ldy,
                                                      const twin_gemv_fused &f, int n, int rows,
                                                      int unit, int n_units, float beta,
-                                                     char *smem) {
+                                                     float y_old, char *smem) {
   constexpr int ROWS = 16 * NT;
   float(&partial)[W][ROWS][8] = *reinterpret_cast<float(*)[W][ROWS][8]>(smem);
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int row0 = unit * ROWS;
+  static_assert(EPI != EPI_RMS || ROWS * 8 <= W * 32, "EPI_RMS: one element a thread");
   if constexpr (EPI == EPI_ROPE) {
     /* as rope_kv.cu: the product rounded to bf16, bias added, rotated in fp32, rounded */
     const twin_gemv_rope &rp = f.rope;
@@ -197,41 +197,30 @@ static __device__ __forceinline__ void gemv_epilogue(void *__restrict__ y, int y
       store_out(y, y_f32, (size_t)t * ldy + row, v, beta);
     }
   } else { /* EPI_RMS */
-    /* y fp32, ldy == rows (the launcher checks): store, keep the squares, then the grid sum */
+    /* y fp32, ldy == rows (the launcher checks): store, keep the squares, then add this
+     * block's sum of squares into the grid's fixed-point total (kernels.h: rms_acc). One
+     * element a thread (16 * n <= 128 threads); y_old is its old value, loaded after the wait. */
     float(&sq)[8][ROWS] = *reinterpret_cast<float(*)[8][ROWS]>(smem + sizeof partial); /* [token][row] */
-    int &last = *reinterpret_cast<int *>(smem + sizeof partial + sizeof sq); /* this unit finished last */
     float *yf = static_cast<float *>(y);
-    for (int i = threadIdx.x; i < ROWS * n; i += W * 32) {
-      const int t = i / ROWS, r = i - t * ROWS, row = row0 + r;
+    if (threadIdx.x < ROWS * n) {
+      const int t = threadIdx.x / ROWS, r = threadIdx.x - t * ROWS, row = row0 + r;
       float v = 0.0f;
       if (row < rows) {
 #pragma unroll
         for (int k = 0; k < W; k++) v += partial[k][r][t];
-        const size_t o = (size_t)t * ldy + row;
-        if (beta != 0.0f) v = fmaf(beta, ld_act_f32(yf + o), v);
-        yf[o] = v;
+        if (beta != 0.0f) v = fmaf(beta, y_old, v);
+        yf[(size_t)t * ldy + row] = v;
       }
       sq[t][r] = v * v;
     }
+    if (unit == 0 && f.rms_clear && threadIdx.x >= W * 32 - TWIN_CUDA_GEMV_MAX_N)
+      f.rms_clear[threadIdx.x - (W * 32 - TWIN_CUDA_GEMV_MAX_N)] = 0ull;
     __syncthreads();
     if (threadIdx.x < n) {
       float s = 0.0f;
       for (int r = 0; r < ROWS; r++) s += sq[threadIdx.x][r];
-      f.rms_partial[(size_t)unit * 8 + threadIdx.x] = s;
-      __threadfence();
-    }
-    __syncthreads();
-    if (threadIdx.x == 0) last = atomicAdd(f.rms_counter, 1u) == (unsigned)n_units - 1;
-    __syncthreads();
-    if (last) {
-      __threadfence();
-      for (int t = warp; t < n; t += W) {
-        float s = 0.0f;
-        for (int b = lane; b < n_units; b += 32) s += __ldcg(f.rms_partial + (size_t)b * 8 + t);
-        s = warp_sum(s);
-        if (lane == 0) f.rms_out[t] = rsqrtf(s / (float)rows + f.eps);
-      }
-      if (threadIdx.x == 0) *f.rms_counter = 0u;
+      atomicAdd(reinterpret_cast<unsigned long long *>(f.rms_acc) + threadIdx.x,
+                __float2ull_rn(s * (float)(1u << TWIN_RMS_FRAC_BITS)));
     }
   }
 }
@@ -264,6 +253,18 @@ static __device__ __forceinline__ void gemv_unit(void *__restrict__ y /* [n][ldy
   const int tok = g < n ? g : 0;
   const size_t xoff = (size_t)tok * f.ldx;
   float inv_rms = 1.0f; /* X_RMSNORM: token tok's scale, read after pdl_wait */
+  float y_old = 0.0f;   /* EPI_RMS: the old y of this thread's element (gemv_epilogue) */
+  /* what a warp reads once its wait has returned, before x: the row scale (X_RMSNORM) and the
+   * residual the epilogue adds to (EPI_RMS), so that neither costs a round trip later */
+  auto after_wait = [&]() {
+    if constexpr (XM == TWIN_GEMV_X_RMSNORM)
+      inv_rms = twin_rms_scale(ld_act_u64(f.rms_sum + tok), f.rms_inv_len, f.eps);
+    if constexpr (EPI == EPI_RMS) {
+      const int t = threadIdx.x / ROWS, row = unit * ROWS + threadIdx.x % ROWS;
+      if (beta != 0.0f && threadIdx.x < ROWS * n && row < rows)
+        y_old = ld_act_f32(static_cast<const float *>(y) + (size_t)t * ldy + row);
+    }
+  };
 
   float acc[NT][2][4]; /* two chains per tile: the even and odd chunks */
 #pragma unroll
@@ -288,7 +289,7 @@ static __device__ __forceinline__ void gemv_unit(void *__restrict__ y /* [n][ldy
         }
       if (!waited) {
         wait(true);
-        if constexpr (XM == TWIN_GEMV_X_RMSNORM) inv_rms = ld_act_f32(f.inv_rms + tok);
+        after_wait();
         waited = true;
       }
 #pragma unroll
@@ -305,7 +306,7 @@ static __device__ __forceinline__ void gemv_unit(void *__restrict__ y /* [n][ldy
       }
       if (!waited) {
         wait(true);
-        if constexpr (XM == TWIN_GEMV_X_RMSNORM) inv_rms = ld_act_f32(f.inv_rms + tok);
+        after_wait();
         waited = true;
       }
 #pragma unroll
@@ -324,7 +325,10 @@ static __device__ __forceinline__ void gemv_unit(void *__restrict__ y /* [n][ldy
       }
   }
 
-  if (!waited) wait(false); /* a warp without columns still reads and writes y below */
+  if (!waited) { /* a warp without columns still reads and writes y below */
+    wait(false);
+    after_wait();
+  }
 
   /* the warps' partial sums, added in warp order */
 #pragma unroll
@@ -335,7 +339,7 @@ static __device__ __forceinline__ void gemv_unit(void *__restrict__ y /* [n][ldy
     partial[warp][16 * t + g + 8][2 * q + 1] = acc[t][0][3] + acc[t][1][3];
   }
   __syncthreads();
-  gemv_epilogue<W, NT, EPI>(y, y_f32, ldy, f, n, rows, unit, n_units, beta, smem);
+  gemv_epilogue<W, NT, EPI>(y, y_f32, ldy, f, n, rows, unit, n_units, beta, y_old, smem);
 }
 
 #endif

@@ -13,6 +13,7 @@
 #define TWIN_BACKEND_CUDA_KERNELS_H
 
 #include <cuda_runtime_api.h>
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -220,13 +221,18 @@ cudaError_t twin_cuda_gemv_bf16_variant(int variant, void *y /* [n][ldy] */, int
  * its loads and stores, so that a decode step runs one kernel a projection and no RMSNorm,
  * RoPE or SiLU kernels. The x operand is formed as it is loaded:
  *   TWIN_GEMV_X_BF16      x[t][c] bf16, as twin_cuda_gemv_bf16;
- *   TWIN_GEMV_X_RMSNORM   x[t][c] = bf16(r[t][c] * inv_rms[t] * norm_w[c]) from the fp32 residual
- *                         stream r (the same arithmetic as twin_cuda_rmsnorm).
- * With rms_out set, the kernel also leaves rms_out[t] = 1 / sqrt(mean_r y[t][r]^2 + eps) over the
- * rows it wrote (y fp32 and rows the whole row of y: the residual stream after the residual add
- * beta = 1), the scale the next X_RMSNORM projection needs. That sum is a grid reduction:
- * each block writes its partial sums, the last block to finish adds them in block order
- * (deterministic) and puts the counter back to zero.
+ *   TWIN_GEMV_X_RMSNORM   x[t][c] = bf16(r[t][c] * s[t] * norm_w[c]) from the fp32 residual
+ *                         stream r, with s[t] = twin_rms_scale(rms_sum[t], 1.0f / cols, eps) (the
+ *                         arithmetic of twin_cuda_rmsnorm once the scale is known).
+ * With rms_acc set, the kernel also adds each token's sum of squares of the rows it wrote (y fp32
+ * and rows the whole row of y: the residual stream after the residual add beta = 1) into
+ * rms_acc[t], the sum the next X_RMSNORM projection reads. Blocks add their partial sums with
+ * integer atomics in fixed point (TWIN_RMS_FRAC_BITS fractional bits; sums up to 2^44, a row rms
+ * up to ~6e4 at 4096 columns), so the total has the same bits whatever order the blocks finish
+ * in, and no block waits for another: the grid needs no counter and no last-block pass. The
+ * accumulator must be zero before the call; rms_clear, if set, names the accumulator the
+ * previous normed reader used, which block 0 sets to zero once the kernel's wait has returned
+ * (so that a decode step zeroes each accumulator between its reader and its next producer).
  * With rope_kv set instead, the product is a layer's fused q/k/v and the kernel finishes it as
  * twin_cuda_rope_kv_write does (same arithmetic, same bits): bias added, q rotated into y, k
  * rotated and v copied into their cache slots (k and v are not stored in y). Each block then
@@ -234,6 +240,30 @@ cudaError_t twin_cuda_gemv_bf16_variant(int variant, void *y /* [n][ldy] */, int
  * With glu_hidden = h instead, the product is a fused gate/up (rows 2h: gate, then up) and y gets
  * SiLU(gate) * up ([n][h] bf16, as twin_cuda_silu_mul on the bf16 products, same bits): the
  * gate/up product itself is never stored. */
+/* Fractional bits of the fixed-point sums of squares (rms_acc, rms_sum). */
+#define TWIN_RMS_FRAC_BITS 20
+
+#ifdef __CUDACC__
+#define TWIN_HOST_DEVICE __host__ __device__
+#else
+#define TWIN_HOST_DEVICE
+#endif
+
+/* 1 / sqrt(mean square + eps) from a fixed-point sum of squares over len values, with
+ * inv_len = 1.0f / len: every step correctly rounded in single precision (the conversion, the
+ * power-of-two scale, the product with inv_len, the sum and the reciprocal square root; the
+ * device's intrinsics keep the compiler from fusing them, the host rounds the double-precision
+ * square root once), so host and device get the same bits. */
+static inline TWIN_HOST_DEVICE float twin_rms_scale(uint64_t sum, float inv_len, float eps) {
+  const float unit = 1.0f / (float)(1u << TWIN_RMS_FRAC_BITS);
+#ifdef __CUDA_ARCH__
+  return __frsqrt_rn(__fadd_rn(__fmul_rn(__fmul_rn(__ull2float_rn(sum), unit), inv_len), eps));
+#else
+  const float mean = (float)sum * unit * inv_len;
+  return (float)(1.0 / sqrt((double)(mean + eps)));
+#endif
+}
+
 typedef enum {
   TWIN_GEMV_X_BF16 = 0,
   TWIN_GEMV_X_RMSNORM = 1,
@@ -252,27 +282,25 @@ typedef struct twin_gemv_fused {
   const void *x;          /* [n][ldx]: bf16, fp32 for X_RMSNORM; 16-byte aligned */
   int ldx;                /* a multiple of 8, >= cols */
   const twin_bf16 *norm_w; /* [cols] X_RMSNORM */
-  const float *inv_rms;   /* [n] X_RMSNORM: written by an earlier kernel */
-  float *rms_out;         /* [n] or NULL */
-  float *rms_partial;     /* [twin_cuda_gemv_rms_partials(rows)] scratch when rms_out */
-  unsigned *rms_counter;  /* one counter, zero before the first call, left zero */
-  float eps;              /* for rms_out */
+  const uint64_t *rms_sum; /* [n] X_RMSNORM: sums of squares an earlier producer left */
+  float eps;              /* X_RMSNORM */
+  float rms_inv_len;      /* X_RMSNORM: set by the launcher to 1.0f / cols */
+  uint64_t *rms_acc;      /* [n] or NULL: zero on entry, the sums of squares of y on return */
+  uint64_t *rms_clear;    /* [TWIN_CUDA_GEMV_MAX_N] or NULL: set to zero after the wait */
   int rope_kv;            /* 1: finish q/k/v as described above (rope must be filled) */
   twin_gemv_rope rope;
   int glu_hidden;         /* > 0: finish gate/up as described above (a multiple of 16) */
 } twin_gemv_fused;
 
-/* y = x . w^T + beta * y as twin_cuda_gemv_bf16, with x formed by f->x_mode and rms_out as
+/* y = x . w^T + beta * y as twin_cuda_gemv_bf16, with x formed by f->x_mode and rms_acc as
  * above. The forms built (what a decoder layer needs; others are refused): rope_kv (x plain or
  * normed; bf16 y, beta 0, rows == (n_heads + 2*n_kv_heads)*head_dim), glu_hidden (x normed; bf16
  * y, beta 0, rows == 2*glu_hidden, y rows of glu_hidden values ldy apart) and plain x with
- * rms_out (y_f32, ldy == rows). */
+ * rms_acc (y_f32, ldy == rows). */
 cudaError_t twin_cuda_gemv_bf16_fused(void *y /* [n][ldy] */, int y_f32, int ldy,
                                       const twin_gemv_fused *f,
                                       const twin_bf16 *w /* [rows][cols] */, int n, int rows,
                                       int cols, float beta, cudaStream_t stream);
-/* Floats of rms_partial a fused call with rms_out over `rows` rows needs. */
-size_t twin_cuda_gemv_rms_partials(int rows);
 
 /* ---- block-quantized weights (gemv_quant.cu) ------------------------------------------------
  * w holds rows of ggml blocks (llm-svc/model/quant.h; Q4_0, Q4_1, Q5_0, Q8_0, Q4_K, Q5_K, Q6_K):
