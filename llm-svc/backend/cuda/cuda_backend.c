@@ -88,6 +88,10 @@ typedef struct cuda_step {
   const int32_t *tile_seq;    /* [n_tiles] */
   const int32_t *tile_q0;     /* [n_tiles] */
   const int32_t *block_tables;/* [n_last][max_blocks] */
+  const void *sampling;       /* sampling parameters of n_last rows (sampling_bytes) */
+  char *sampling_host;        /* their pinned twin, filled before upload_step */
+  size_t tables_at;           /* upload_step: where the block tables start (int32 entries) */
+  int used_blocks;            /* ... and their longest row */
 } cuda_step;
 
 typedef struct cuda_backend {
@@ -131,7 +135,6 @@ typedef struct cuda_backend {
   int split_combine;          /* the last decode split combines (else a reduce kernel);
                                  TWIN_CUDA_SPLIT_COMBINE=0 off */
   int32_t *meta_dev;          /* [meta_cap] */
-  void *sampling_dev;         /* [S] x (temperature, top_k, top_p, min_p) + [S] x (seed, offset) */
   int32_t *ids_dev;           /* [S] */
   int logit_rows, part_rows;
   int max_blocks_cap;         /* ceil(max_seq_len / 16): widest block table */
@@ -152,7 +155,7 @@ typedef struct cuda_backend {
   unsigned char graph_warm[2][CUDA_MAX_GRAPHS]; /* the bucket ran once eagerly */
 
   int32_t *meta_host;         /* pinned [meta_cap] */
-  void *sampling_host;        /* pinned, as sampling_dev */
+  int32_t *ids_host;          /* pinned [S]: sampled ids copied back */
 } cuda_backend;
 
 /* ---- carving one allocation into aligned arrays --------------------------------------------- */
@@ -473,7 +476,6 @@ static void layout_scratch(cuda_backend *b, carver *c) {
   b->part_acc = carve(c, (size_t)b->part_rows * b->q_dim * sizeof(float));
   b->part_ml = carve(c, (size_t)b->part_rows * cfg->n_heads * 2 * sizeof(float));
   b->meta_dev = carve(c, b->meta_cap * sizeof(int32_t));
-  b->sampling_dev = carve(c, sampling_bytes(b->base.max_seqs));
   b->ids_dev = carve(c, S * sizeof(int32_t));
   b->sum_attn = carve(c, TWIN_CUDA_GEMV_MAX_N * sizeof(uint64_t));
   b->sum_ffn = carve(c, TWIN_CUDA_GEMV_MAX_N * sizeof(uint64_t));
@@ -488,9 +490,10 @@ static int allocate_scratch(cuda_backend *b, twin_err *err) {
   const int max_seq_len = cfg->max_seq_len > 0 ? cfg->max_seq_len : 4096;
   b->max_blocks_cap = (max_seq_len + TWIN_KV_BLOCK_SIZE - 1) / TWIN_KV_BLOCK_SIZE;
   /* tokens, positions, slots | seq_start, seq_len, last rows, decode list | partition | tiles |
-   * block tables (see prepare_step); a graph bucket is at most min(S, T) rows */
-  b->meta_cap = 3 * T + 4 * S + 2 + 2 * (T / TWIN_CUDA_PREFILL_TILE + S) +
-                S * (size_t)b->max_blocks_cap;
+   * sampling parameters, 8-byte aligned | block tables (see prepare_step); a graph bucket is at
+   * most min(S, T) rows */
+  b->meta_cap = 3 * T + 4 * S + 2 + 2 * (T / TWIN_CUDA_PREFILL_TILE + S) + 1 +
+                sampling_bytes((int)S) / sizeof(int32_t) + S * (size_t)b->max_blocks_cap;
 
   carver counter = {0};
   layout_scratch(b, &counter);
@@ -509,7 +512,7 @@ static int allocate_scratch(cuda_backend *b, twin_err *err) {
   b->lin.dequant = b->dequant;
   b->lin.dequant_elems = b->dequant ? CUDA_DEQUANT_ELEMS : 0;
   CUDA_CHECK(err, cudaMallocHost((void **)&b->meta_host, b->meta_cap * sizeof(int32_t)));
-  CUDA_CHECK(err, cudaMallocHost(&b->sampling_host, sampling_bytes(b->base.max_seqs)));
+  CUDA_CHECK(err, cudaMallocHost((void **)&b->ids_host, S * sizeof *b->ids_host));
 
   double *inv_freq = malloc((size_t)(cfg->head_dim / 2) * sizeof *inv_freq);
   if (!inv_freq) return twin_err_set(err, TWIN_ENOMEM, "cuda backend: out of memory");
@@ -616,11 +619,13 @@ static int graph_bucket(const cuda_backend *b, int n, int *padded) {
   return slot;
 }
 
-/* Checks the batch, fills the pinned metadata and sends it to the device. Pure-decode steps get
+/* Checks the batch and fills the pinned metadata (upload_step sends it). Pure-decode steps get
  * a fixed layout per batch-size bucket (rows padded with empty sequences: seq_len 0, cache slot
  * -1), so that a CUDA graph captured once replays for every later step of that bucket. Layout
  * (int32): tokens, positions, slots [rows] | seq_start [seqs+1], seq_len, last_rows,
- * decode_seqs [seqs] | partition [1] | tile_seq, tile_q0 [tiles] | block tables [seqs][stride]. */
+ * decode_seqs [seqs] | partition [1] | tile_seq, tile_q0 [tiles] | sampling parameters
+ * (sampling_bytes(seqs), 8-byte aligned; filled by the caller when the step samples) | block
+ * tables [seqs][stride]: one copy carries all of it when the tables' used part is contiguous. */
 static int prepare_step(cuda_backend *b, const twin_batch *batch, cuda_step *st, twin_err *err) {
   int rc = check_batch(b, batch, err);
   if (rc) return rc;
@@ -683,7 +688,9 @@ static int prepare_step(cuda_backend *b, const twin_batch *batch, cuda_step *st,
     decode_seqs[st->n_decode++] = i;
   }
   int32_t *tile_seq = TAKE(n_tiles), *tile_q0 = TAKE(n_tiles);
-  const size_t head_ints = used;
+  used += used & 1; /* the sampling parameters' 64-bit fields */
+  int32_t *sampling = TAKE(sampling_bytes(seqs) / sizeof(int32_t));
+  const size_t tables_at = used;
   int32_t *tables = TAKE((size_t)seqs * stride);
 #undef TAKE
   for (int s = 0, k = 0; s < S; s++) {
@@ -721,15 +728,31 @@ static int prepare_step(cuda_backend *b, const twin_batch *batch, cuda_step *st,
   st->tile_seq = d + (tile_seq - h);
   st->tile_q0 = d + (tile_q0 - h);
   st->block_tables = d + (tables - h);
+  st->sampling = d + (sampling - h);
+  st->sampling_host = (char *)sampling;
+  st->tables_at = tables_at;
+  st->used_blocks = mb;
+  return 0;
+}
+
+/* Sends the step's metadata (prepare_step) to the device: one copy when the block tables' used
+ * part is contiguous (a single sequence, or rows as long as the stride), else the arrays and
+ * the tables' used prefixes as a second, strided copy. */
+static int upload_step(cuda_backend *b, const cuda_step *st, twin_err *err) {
+  const int32_t *h = b->meta_host;
+  int32_t *d = b->meta_dev;
+  const size_t S = (size_t)st->n_seqs, stride = (size_t)st->max_blocks, mb = (size_t)st->used_blocks;
   twin_cuda_profile_mark(b->prof, TWIN_PROFILE_STEP_START);
-  CUDA_CHECK(err, cudaMemcpyAsync(d, h, head_ints * sizeof *h, cudaMemcpyHostToDevice, b->stream));
-  if (stride == mb)
-    CUDA_CHECK(err, cudaMemcpyAsync(d + head_ints, tables, (size_t)S * mb * sizeof *h,
-                                    cudaMemcpyHostToDevice, b->stream));
-  else /* the rows' used prefixes only */
-    CUDA_CHECK(err, cudaMemcpy2DAsync(d + head_ints, (size_t)stride * sizeof *h, tables,
-                                      (size_t)stride * sizeof *h, (size_t)mb * sizeof *h, S,
+  if (S <= 1 || stride == mb) {
+    const size_t ints = st->tables_at + (S ? (S - 1) * stride + mb : 0);
+    CUDA_CHECK(err, cudaMemcpyAsync(d, h, ints * sizeof *h, cudaMemcpyHostToDevice, b->stream));
+  } else {
+    CUDA_CHECK(err, cudaMemcpyAsync(d, h, st->tables_at * sizeof *h, cudaMemcpyHostToDevice,
+                                    b->stream));
+    CUDA_CHECK(err, cudaMemcpy2DAsync(d + st->tables_at, stride * sizeof *h, h + st->tables_at,
+                                      stride * sizeof *h, mb * sizeof *h, S,
                                       cudaMemcpyHostToDevice, b->stream));
+  }
   return 0;
 }
 
@@ -920,12 +943,12 @@ static int enqueue_layers(cuda_backend *b, const cuda_step *st, int gather, twin
 
 typedef enum { HEAD_LOGITS = 0, HEAD_SAMPLE = 1 } cuda_head;
 
-/* The sampling parameters of n_last rows in sampling_dev (see sampling_bytes). */
-static const float *sp_f32(const cuda_backend *b, const cuda_step *st, int field) {
-  return (const float *)((const char *)b->sampling_dev + (size_t)field * 4 * st->n_last);
+/* The sampling parameters of n_last rows on the device (see sampling_bytes). */
+static const float *sp_f32(const cuda_step *st, int field) {
+  return (const float *)((const char *)st->sampling + (size_t)field * 4 * st->n_last);
 }
-static const uint64_t *sp_u64(const cuda_backend *b, const cuda_step *st, int field) {
-  return (const uint64_t *)((const char *)b->sampling_dev + (size_t)16 * st->n_last +
+static const uint64_t *sp_u64(const cuda_step *st, int field) {
+  return (const uint64_t *)((const char *)st->sampling + (size_t)16 * st->n_last +
                             (size_t)field * 8 * st->n_last);
 }
 
@@ -940,9 +963,9 @@ static int enqueue_head(cuda_backend *b, const cuda_step *st, cuda_head head, tw
   if (head == HEAD_SAMPLE)
     PROFILED(b, "sample",
              CUDA_CHECK(err, twin_cuda_sample(b->ids_dev, b->logits, st->n_last, cfg->vocab_size,
-                                              sp_f32(b, st, 0), (const int32_t *)sp_f32(b, st, 1),
-                                              sp_f32(b, st, 2), sp_f32(b, st, 3),
-                                              sp_u64(b, st, 0), sp_u64(b, st, 1), b->stream)));
+                                              sp_f32(st, 0), (const int32_t *)sp_f32(st, 1),
+                                              sp_f32(st, 2), sp_f32(st, 3), sp_u64(st, 0),
+                                              sp_u64(st, 1), b->stream)));
   return 0;
 }
 
@@ -989,6 +1012,7 @@ static int cuda_forward(twin_backend *base, const twin_batch *batch, float *logi
   if (!logits) return twin_err_set(err, TWIN_EINVAL, "cuda backend: logits is NULL");
   cuda_step st;
   int rc = prepare_step(b, batch, &st, err);
+  if (!rc) rc = upload_step(b, &st, err);
   if (rc) return rc;
   const size_t vocab = (size_t)cfg->vocab_size;
 
@@ -1030,9 +1054,9 @@ typedef struct sampling_rows {
   uint64_t *seed, *offset;
 } sampling_rows;
 
-static sampling_rows sampling_host_rows(const cuda_backend *b, int n_last) {
-  char *hp = b->sampling_host;
-  const size_t N = (size_t)n_last;
+static sampling_rows sampling_host_rows(const cuda_step *st) {
+  char *hp = st->sampling_host;
+  const size_t N = (size_t)st->n_last;
   sampling_rows r = {
       .temperature = (float *)hp,
       .top_p = (float *)(hp + 8 * N),
@@ -1056,18 +1080,19 @@ static void sampling_pad(sampling_rows *r, int from, int to) {
   }
 }
 
-/* Runs a prepared step whose sampling parameters are in sampling_host, and copies the n_seqs
- * sampled ids to ids. */
+/* Runs a prepared step whose sampling parameters are in st->sampling_host, and copies the
+ * n_seqs sampled ids to ids (through pinned memory: a copy to pageable memory is staged). */
 static int run_sample_step(cuda_backend *b, const cuda_step *st, int32_t *ids, twin_err *err) {
-  CUDA_CHECK(err, cudaMemcpyAsync(b->sampling_dev, b->sampling_host, sampling_bytes(st->n_last),
-                                  cudaMemcpyHostToDevice, b->stream));
-  int rc = st->graph >= 0 ? launch_graph(b, st, HEAD_SAMPLE, err)
-                          : enqueue_to_head(b, st, HEAD_SAMPLE, err);
+  int rc = upload_step(b, st, err);
+  if (!rc)
+    rc = st->graph >= 0 ? launch_graph(b, st, HEAD_SAMPLE, err)
+                        : enqueue_to_head(b, st, HEAD_SAMPLE, err);
   if (rc) return rc;
-  CUDA_CHECK(err, cudaMemcpyAsync(ids, b->ids_dev, (size_t)st->n_seqs * sizeof *ids,
-                                  cudaMemcpyDefault, b->stream));
+  CUDA_CHECK(err, cudaMemcpyAsync(b->ids_host, b->ids_dev, (size_t)st->n_seqs * sizeof *ids,
+                                  cudaMemcpyDeviceToHost, b->stream));
   twin_cuda_profile_mark(b->prof, TWIN_PROFILE_STEP_END);
   CUDA_CHECK(err, cudaStreamSynchronize(b->stream));
+  memcpy(ids, b->ids_host, (size_t)st->n_seqs * sizeof *ids);
   twin_cuda_profile_step(b->prof, st->n_tiles == 0);
   return 0;
 }
@@ -1097,7 +1122,7 @@ static int cuda_forward_sample(twin_backend *base, const twin_batch *batch,
   cuda_step st;
   int rc = prepare_step(b, batch, &st, err);
   if (rc) return rc;
-  sampling_rows r = sampling_host_rows(b, st.n_last);
+  sampling_rows r = sampling_host_rows(&st);
   for (int i = 0; i < st.n_seqs; i++) {
     r.temperature[i] = sampling[i].temperature;
     r.top_k[i] = sampling[i].top_k;
@@ -1121,7 +1146,7 @@ int twin_backend_cuda_forward_sample(twin_backend *base, const twin_batch *batch
   cuda_step st;
   int rc = prepare_step(b, batch, &st, err);
   if (rc) return rc;
-  sampling_rows r = sampling_host_rows(b, st.n_last);
+  sampling_rows r = sampling_host_rows(&st);
   const size_t S = (size_t)st.n_seqs;
   memcpy(r.temperature, sp->temperature, S * sizeof *r.temperature);
   memcpy(r.top_k, sp->top_k, S * sizeof *r.top_k);
@@ -1151,7 +1176,7 @@ static void cuda_destroy(twin_backend *base) {
   cudaFree(b->kv_pool);
   cudaFree(b->scratch);
   cudaFreeHost(b->meta_host);
-  cudaFreeHost(b->sampling_host);
+  cudaFreeHost(b->ids_host);
   if (b->stream) cudaStreamDestroy(b->stream);
   free(b->layers);
   free(b);

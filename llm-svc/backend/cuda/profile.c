@@ -21,10 +21,11 @@ typedef struct profile_table {
 typedef struct step_table {
   cudaEvent_t mark[4];       /* this step's (twin_cuda_profile_mark_id) */
   unsigned char marked[4];
-  double start_s;            /* host clock at this step's start mark */
+  double host_s[4];          /* host clock at this step's marks */
   double prev_start_s;       /* at the previous decode step's, 0: none */
   long steps, intervals;
   double device_ms, graph_ms, interval_s;
+  double enqueue_s, launch_s; /* host: start mark to graph launch, in cudaGraphLaunch */
 } step_table;
 
 struct twin_cuda_profile {
@@ -101,10 +102,8 @@ static double now_s(void) {
 
 void twin_cuda_profile_mark(twin_cuda_profile *p, twin_cuda_profile_mark_id which) {
   if (!p || !p->steps_mode || which < 0 || which > 3) return;
-  if (which == TWIN_PROFILE_STEP_START) {
-    memset(p->st.marked, 0, sizeof p->st.marked);
-    p->st.start_s = now_s();
-  }
+  if (which == TWIN_PROFILE_STEP_START) memset(p->st.marked, 0, sizeof p->st.marked);
+  p->st.host_s[which] = now_s();
   p->st.marked[which] = cudaEventRecord(p->st.mark[which], p->stream) == cudaSuccess;
 }
 
@@ -123,11 +122,13 @@ static void steps_add(twin_cuda_profile *p, int decode) {
   t->steps++;
   t->device_ms += dev;
   t->graph_ms += graph;
+  t->enqueue_s += t->host_s[TWIN_PROFILE_GRAPH_START] - t->host_s[TWIN_PROFILE_STEP_START];
+  t->launch_s += t->host_s[TWIN_PROFILE_GRAPH_END] - t->host_s[TWIN_PROFILE_GRAPH_START];
   if (t->prev_start_s > 0.0) {
     t->intervals++;
-    t->interval_s += t->start_s - t->prev_start_s;
+    t->interval_s += t->host_s[TWIN_PROFILE_STEP_START] - t->prev_start_s;
   }
-  t->prev_start_s = t->start_s;
+  t->prev_start_s = t->host_s[TWIN_PROFILE_STEP_START];
 }
 
 void twin_cuda_profile_begin(twin_cuda_profile *p) {
@@ -213,6 +214,9 @@ void twin_cuda_profile_print(const twin_cuda_profile *p, FILE *f) {
       fprintf(f, "; host %.1f us from a step's start to the next: the device idles %.1f us "
               "(%.1f%%) a step", wall, wall - dev, wall > 0 ? 100.0 * (wall - dev) / wall : 0.0);
     }
+    fprintf(f, "; host calls: %.1f us from the first copy to the graph launch, %.1f us in "
+            "cudaGraphLaunch", t->enqueue_s * 1e6 / (double)t->steps,
+            t->launch_s * 1e6 / (double)t->steps);
     fprintf(f, "\n");
     return;
   }
