@@ -12,6 +12,8 @@
  *  - the residual add with the sums of squares out against ref_gemm, the fixed-point sums against
  *    the ones computed in double from the y the kernel wrote, the same bits on every run (the
  *    blocks add in whatever order they finish), the cleared accumulator zero; both launch shapes;
+ *  - the LM head's form (x normed, the product stored, fp32 and bf16 y) bit for bit against the
+ *    plain GEMV of the same warp layout on the host-normed x;
  *  - a captured graph of the decode pattern replayed three times gives the direct launches' bits;
  *  - timing on the Llama-3.2-1B and 3.1-8B shapes at n = 1 and 8: each fused projection against
  *    the kernels it replaces, launched back to back (programmatic dependent launch, as in the
@@ -121,9 +123,12 @@ static void check_arguments(harness &h) {
   rope.ldx = 64;
   rope.rope_kv = 1;
   rope.rope = twin_gemv_rope{nullptr, d_cs, d_slots, d_kc, d_kc + 4096, 2, 1, 32};
+  twin_gemv_fused norm = glu; /* the LM head's form: served */
+  norm.glu_hidden = 0;
   bool ok = twin_cuda_gemv_bf16_fused(d_y, 1, 16, &rms, d_w, 1, 16, 64, 1.0f, 0) == cudaSuccess &&
             twin_cuda_gemv_bf16_fused(d_x, 0, 16, &glu, d_w, 1, 32, 64, 0.0f, 0) == cudaSuccess &&
-            twin_cuda_gemv_bf16_fused(d_x, 0, 128, &rope, d_w, 1, 128, 64, 0.0f, 0) == cudaSuccess;
+            twin_cuda_gemv_bf16_fused(d_x, 0, 128, &rope, d_w, 1, 128, 64, 0.0f, 0) == cudaSuccess &&
+            twin_cuda_gemv_bf16_fused(d_y, 1, 16, &norm, d_w, 1, 16, 64, 0.0f, 0) == cudaSuccess;
   CK(cudaDeviceSynchronize());
   const bool served = ok;
   twin_gemv_fused f = rms;
@@ -166,9 +171,13 @@ static void check_arguments(harness &h) {
   f = rope;
   f.glu_hidden = 64;
   ok &= twin_cuda_gemv_bf16_fused(d_x, 0, 128, &f, d_w, 1, 128, 64, 0.0f, 0) == inv; /* both */
+  f = norm;
+  f.rms_clear = d_sum; /* a clear without sums out */
+  ok &= twin_cuda_gemv_bf16_fused(d_y, 1, 16, &f, d_w, 1, 16, 64, 0.0f, 0) == inv;
+  ok &= twin_cuda_gemv_bf16_fused(d_y, 1, 8, &norm, d_w, 1, 16, 64, 0.0f, 0) == inv; /* ldy < rows */
   ok &= twin_cuda_gemv_bf16_fused(d_y, 1, 16, nullptr, d_w, 1, 16, 64, 1.0f, 0) == inv;
   CK(cudaDeviceSynchronize());
-  h.check("gemv fused serves the three forms and refuses bad arguments", served && ok,
+  h.check("gemv fused serves the four forms and refuses bad arguments", served && ok,
           served ? "a bad argument was not refused" : "a served form was refused");
   cudaFree(d_w); cudaFree(d_x); cudaFree(d_nw); cudaFree(d_y); cudaFree(d_r); cudaFree(d_sum);
   cudaFree(d_cs); cudaFree(d_slots); cudaFree(d_kc);
@@ -277,6 +286,51 @@ static void check_rms(harness &h, rng &r, int rows, int cols) {
           !same_bits ? "the sums differ between runs" : !rest_zero ? "a sum past n was written"
                                                       : "rms_clear was not cleared");
   cudaFree(d_w); cudaFree(d_acc); cudaFree(d_clear);
+}
+
+/* the LM head's form: x normed on the load, the product stored (fp32 or bf16 y, beta 0 or 1) */
+static void check_norm_store(harness &h, rng &r, int rows, int cols) {
+  const int nmax = 8;
+  const std::vector<uint16_t> w = random_bf16(r, (size_t)rows * cols, 0.3f);
+  normed_input in(r, nmax, cols);
+  twin_bf16 *d_w = dev_upload(w);
+  const int ldy = rows + 3;
+  const std::vector<float> y0 = random_f32(r, (size_t)nmax * ldy, 1.0f);
+  bool same = true, launched = true;
+  for (int n : {1, 3, 8})
+    for (int y_f32 : {1, 0})
+      for (float beta : {0.0f, 1.0f}) {
+        const std::vector<uint16_t> x = host_norm_x(in.res, in.ldr, in.inv, in.nw, n, cols);
+        twin_bf16 *d_x = dev_upload(x);
+        void *y[2];
+        for (int k = 0; k < 2; k++) {
+          if (y_f32) {
+            y[k] = dev_upload(std::vector<float>(y0.begin(), y0.begin() + (size_t)n * ldy));
+          } else {
+            std::vector<uint16_t> y16((size_t)n * ldy);
+            for (size_t i = 0; i < y16.size(); i++) y16[i] = ref_f32_to_bf16(y0[i]);
+            y[k] = dev_upload(y16);
+          }
+        }
+        launched &= twin_cuda_gemv_bf16_variant(kSameLayout, y[0], y_f32, ldy, d_x, cols, d_w, n, rows, cols, beta, 0) ==
+                    cudaSuccess;
+        twin_gemv_fused f = {};
+        in.set(f);
+        launched &= twin_cuda_gemv_bf16_fused(y[1], y_f32, ldy, &f, d_w, n, rows, cols, beta, 0) == cudaSuccess;
+        const size_t bytes = (size_t)n * ldy * (y_f32 ? 4 : 2);
+        std::vector<uint8_t> a(bytes), b(bytes);
+        CK(cudaMemcpy(a.data(), y[0], bytes, cudaMemcpyDeviceToHost));
+        CK(cudaMemcpy(b.data(), y[1], bytes, cudaMemcpyDeviceToHost));
+        same &= a == b;
+        cudaFree(y[0]);
+        cudaFree(y[1]);
+        cudaFree(d_x);
+      }
+  char name[200];
+  snprintf(name, sizeof name, "gemv fused %dx%d, x normed, stored (fp32 and bf16 y, beta 0 and 1) = gemv bit for bit", rows,
+           cols);
+  h.check(name, launched && same, "the product differs from the plain GEMV on the normed x");
+  cudaFree(d_w);
 }
 
 /* q/k/v with RoPE and the cache write against the unfused pair, bit for bit */
@@ -513,6 +567,37 @@ static void bench_layer(const layer_shape &L, rng &r) {
     cudaFree(p);
 }
 
+/* the LM head of a decode step (vocab 128256): the final RMSNorm kernel + the plain GEMV the
+ * launcher picks, the plain GEMV in the pair kernels' warp layout alone, and the normed form */
+static void bench_head(const layer_shape &L, rng &r) {
+  const int vocab = 128256, dim = L.dim, n_copies = 2;
+  const std::vector<uint16_t> w = random_bf16_uniform(r, (size_t)vocab * dim, 0.03f);
+  std::vector<twin_bf16 *> d_w;
+  for (int c = 0; c < n_copies; c++) d_w.push_back(dev_upload(w));
+  twin_bf16 *d_nw = dev_upload(random_bf16(r, dim, 0.1f, 1.0f)), *d_y = dev_poisoned<twin_bf16>((size_t)8 * dim);
+  float *d_res = dev_upload(random_f32(r, (size_t)8 * dim, 1.0f)), *d_logits = dev_poisoned<float>((size_t)8 * vocab);
+  uint64_t *d_sum = dev_upload(sums_for_scales(std::vector<float>(8, 1.0f), dim));
+  const double bytes = 2.0 * vocab * dim;
+  for (int n : {1, 8}) {
+    twin_gemv_fused f = {};
+    f.x_mode = TWIN_GEMV_X_RMSNORM; f.x = d_res; f.ldx = dim; f.norm_w = d_nw; f.rms_sum = d_sum; f.eps = kEps;
+    const double plain = time_seq_ms([&](int i) {
+      CK(twin_cuda_rmsnorm(d_y, d_res, d_nw, n, dim, kEps, 0));
+      CK(twin_cuda_gemv_bf16(d_logits, 1, vocab, d_y, dim, d_w[i % n_copies], n, vocab, dim, 0.0f, 0));
+    });
+    const double same = time_seq_ms([&](int i) {
+      CK(twin_cuda_gemv_bf16_variant(kSameLayout, d_logits, 1, vocab, d_y, dim, d_w[i % n_copies], n, vocab, dim, 0.0f, 0));
+    });
+    const double normed = time_seq_ms([&](int i) {
+      CK(twin_cuda_gemv_bf16_fused(d_logits, 1, vocab, &f, d_w[i % n_copies], n, vocab, dim, 0.0f, 0));
+    });
+    printf("TIME|fused|%s|n=%d|lm_head|rmsnorm + gemv %.2f us|gemv in the pair layout %.2f us|normed x %.2f us (%.1f%% of %.0f GB/s)\n",
+           L.what, n, plain * 1e3, same * 1e3, normed * 1e3, 100.0 * bytes / (normed * 1e-3) / 1e9 / kCopyGBs, kCopyGBs);
+  }
+  for (twin_bf16 *p : d_w) cudaFree(p);
+  for (void *p : {(void *)d_nw, (void *)d_y, (void *)d_res, (void *)d_logits, (void *)d_sum}) cudaFree(p);
+}
+
 int main(int argc, char **argv) {
   const char *filter = argc > 1 ? argv[1] : nullptr;
   print_device();
@@ -527,6 +612,8 @@ int main(int argc, char **argv) {
     /* rows not a multiple of 16; 2130 rows take the 8-warp shape (over 132 tiles) */
     const int rms[][2] = {{37, 8}, {45, 72}, {300, 576}, {131, 1536}, {2130, 1544}};
     for (const auto &s : rms) check_rms(h, r, s[0], s[1]);
+    check_norm_store(h, r, 37, 72);
+    check_norm_store(h, r, 1000, 2056);
     check_rope(h, r, 4, 2, 64, false, false);
     check_rope(h, r, 4, 2, 64, true, true);
     check_rope(h, r, 8, 2, 128, true, false);
@@ -535,6 +622,9 @@ int main(int argc, char **argv) {
   }
   const layer_shape layers[] = {{"1B", 2048, 32, 8, 64, 8192}, {"8B", 4096, 32, 8, 128, 14336}};
   for (const layer_shape &L : layers)
-    if (!filter || strstr(L.what, filter)) bench_layer(L, r);
+    if (!filter || strstr(L.what, filter)) {
+      bench_layer(L, r);
+      bench_head(L, r);
+    }
   return h.exit_code();
 }

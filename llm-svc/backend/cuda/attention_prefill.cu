@@ -23,22 +23,7 @@ static_assert(PREFILL_BK % TWIN_CUDA_KV_BLOCK == 0 && PREFILL_BK / TWIN_CUDA_KV_
 
 /* ==== PTX wrappers ============================================================================ */
 
-static __device__ __forceinline__ uint32_t smem_addr(const void *p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-
-/* 16 bytes global -> shared, bypassing L1; bytes past src_bytes (0 or 16) are zero-filled */
-static __device__ __forceinline__ void cp_async16(uint32_t dst, const void *src, int src_bytes) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
-               "r"(src_bytes)
-               : "memory");
-}
-static __device__ __forceinline__ void cp_async_commit() {
-  asm volatile("cp.async.commit_group;\n" ::: "memory");
-}
-static __device__ __forceinline__ void cp_async_wait_all() {
-  asm volatile("cp.async.wait_group 0;\n" ::: "memory");
-}
+/* smem_addr, cp_async16, cp_async_commit, cp_async_wait_all: cuda_util.cuh */
 
 static __device__ __forceinline__ void ldmatrix_x4(uint32_t r[4], uint32_t addr) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"

@@ -142,6 +142,8 @@ typedef struct cuda_backend {
 
   int fuse;                   /* decode steps of <= TWIN_CUDA_GEMV_MAX_N rows run the fused
                                  projections (every matrix bf16 and fused; TWIN_CUDA_FUSE=0 off) */
+  int fuse_head;              /* ... and their LM head reads x with the final norm on its load
+                                 (a bf16 head; TWIN_CUDA_FUSE_HEAD=0 off) */
   /* The fused layers' row scales as fixed-point sums of squares (kernels.h: rms_acc): down
    * leaves sum_attn for the next q/k/v and clears sum_ffn; o_proj leaves sum_ffn for gate/up
    * and clears sum_attn. Both zero at start; between steps sum_ffn is zero again. */
@@ -854,16 +856,13 @@ static twin_gemv_rope layer_rope(const cuda_backend *b, int l, const cuda_step *
                           .head_dim = cfg->head_dim};
 }
 
-/* Layer l's fused q/k/v: x is y (layer 0, normed by its own kernel) or the residual stream
- * normed on the load with the scale from sum_attn; q into b->qkv, k and v into the cache. */
+/* Layer l's fused q/k/v: x is the residual stream normed on the load with the scale from
+ * sum_attn; q into b->qkv, k and v into the cache. */
 static int qkv_fused(cuda_backend *b, int l, const cuda_step *st, twin_err *err) {
   const int dim = b->base.cfg.dim;
   const cuda_layer *L = &b->layers[l];
-  twin_gemv_fused f = {.x_mode = TWIN_GEMV_X_BF16, .x = b->y, .ldx = dim};
-  if (l > 0)
-    f = (twin_gemv_fused){.x_mode = TWIN_GEMV_X_RMSNORM, .x = b->x, .ldx = dim,
-                          .norm_w = L->attn_norm, .rms_sum = b->sum_attn,
-                          .eps = b->base.cfg.norm_eps};
+  twin_gemv_fused f = {.x_mode = TWIN_GEMV_X_RMSNORM, .x = b->x, .ldx = dim,
+                       .norm_w = L->attn_norm, .rms_sum = b->sum_attn, .eps = b->base.cfg.norm_eps};
   f.rope_kv = 1;
   f.rope = layer_rope(b, l, st);
   PROFILED(b, "qkv (normed x, rope, kv write)",
@@ -878,8 +877,8 @@ static int qkv_fused(cuda_backend *b, int l, const cuda_step *st, twin_err *err)
  * them (beta = 1 into x), RoPE and the cache write by the q/k/v projection's store, SiLU * up
  * by the gate/up projection's store; o_proj and down leave the sums of squares of the new x for
  * the next normed projection, and each clears the sum its reader has finished with
- * (kernels.h: twin_gemv_fused). On entry, for layer 0, y = rmsnorm(x, attn_norm), for the
- * others, sum_attn holds x's sums of squares; sum_ffn is zero. On return x has both residual
+ * (kernels.h: twin_gemv_fused). On entry sum_attn holds x's sums of squares (for layer 0 from
+ * twin_cuda_embed_step) and sum_ffn is zero. On return x has both residual
  * branches added, sum_attn holds its sums (the last layer's go unread) and sum_ffn is zero. */
 static int layer_forward_fused(cuda_backend *b, int l, const cuda_step *st, twin_err *err) {
   const twin_model_config *cfg = &b->base.cfg;
@@ -912,24 +911,37 @@ static int layer_forward_fused(cuda_backend *b, int l, const cuda_step *st, twin
 }
 
 /* Embedding, every layer, final norm: leaves y = rmsnorm(x_final, final_norm) for every row;
- * with gather, also last = the rows of y listed in last_rows (each sequence's last token). */
-static int enqueue_layers(cuda_backend *b, const cuda_step *st, int gather, twin_err *err) {
+ * with gather, also last = the rows of y listed in last_rows (each sequence's last token); with
+ * normed_head (head_reads_x), neither: the LM head forms the norm from x and sum_attn itself.
+ * The fused layers start from twin_cuda_embed_step (x, its sums of squares, the RoPE table in
+ * one kernel), the others from the embedding, the RoPE table and the first norm. */
+static int enqueue_layers(cuda_backend *b, const cuda_step *st, int gather, int normed_head,
+                          twin_err *err) {
   const twin_model_config *cfg = &b->base.cfg;
   const int n = st->rows;
   const int fused = b->fuse && n <= TWIN_CUDA_GEMV_MAX_N;
-  PROFILED(b, "embed",
-           CUDA_CHECK(err, twin_cuda_embed_f32(b->x, b->embed, st->tokens, n, cfg->dim, b->stream)));
-  PROFILED(b, "rope_table",
-           CUDA_CHECK(err, twin_cuda_rope_table(b->cos_sin, st->positions, b->inv_freq, n,
-                                                cfg->head_dim, b->stream)));
-  PROFILED(b, "rmsnorm",
-           CUDA_CHECK(err, twin_cuda_rmsnorm(b->y, b->x, b->layers[0].attn_norm, n, cfg->dim,
-                                             cfg->norm_eps, b->stream)));
+  if (fused) {
+    PROFILED(b, "embed, sum sq, rope table",
+             CUDA_CHECK(err, twin_cuda_embed_step(b->x, b->sum_attn, b->cos_sin, st->positions,
+                                                  b->inv_freq, cfg->head_dim, b->embed,
+                                                  st->tokens, n, cfg->dim, b->stream)));
+  } else {
+    PROFILED(b, "embed",
+             CUDA_CHECK(err, twin_cuda_embed_f32(b->x, b->embed, st->tokens, n, cfg->dim,
+                                                 b->stream)));
+    PROFILED(b, "rope_table",
+             CUDA_CHECK(err, twin_cuda_rope_table(b->cos_sin, st->positions, b->inv_freq, n,
+                                                  cfg->head_dim, b->stream)));
+    PROFILED(b, "rmsnorm",
+             CUDA_CHECK(err, twin_cuda_rmsnorm(b->y, b->x, b->layers[0].attn_norm, n, cfg->dim,
+                                               cfg->norm_eps, b->stream)));
+  }
   for (int l = 0; l < cfg->n_layers; l++) {
     const twin_bf16 *next_norm = l + 1 < cfg->n_layers ? b->layers[l + 1].attn_norm : b->final_norm;
     int rc = fused ? layer_forward_fused(b, l, st, err) : layer_forward(b, l, st, next_norm, err);
     if (rc) return twin_err_wrap(err, "cuda backend: layer %d", l);
   }
+  if (normed_head) return 0;
   if (fused) /* the unfused layers end with this norm; the fused ones leave x */
     PROFILED(b, "rmsnorm",
              CUDA_CHECK(err, twin_cuda_rmsnorm(b->y, b->x, b->final_norm, n, cfg->dim,
@@ -939,6 +951,14 @@ static int enqueue_layers(cuda_backend *b, const cuda_step *st, int gather, twin
              CUDA_CHECK(err, twin_cuda_embed_bf16(b->last, b->y, st->last_rows, st->n_last,
                                                   cfg->dim, b->stream)));
   return 0;
+}
+
+/* Whether the LM head reads the fused layers' x and sums of squares directly (the final norm
+ * on its load): every row is its sequence's last token, so no gather is needed (fuse_head:
+ * the layers are fused and the head is bf16). */
+static int head_reads_x(const cuda_backend *b, const cuda_step *st) {
+  return b->fuse_head && st->rows <= TWIN_CUDA_GEMV_MAX_N &&
+         st->n_tokens == st->n_seqs && st->n_last == st->rows;
 }
 
 typedef enum { HEAD_LOGITS = 0, HEAD_SAMPLE = 1 } cuda_head;
@@ -952,13 +972,25 @@ static const uint64_t *sp_u64(const cuda_step *st, int field) {
                             (size_t)field * 8 * st->n_last);
 }
 
-/* logits [n_last][vocab] = last . lm_head^T; HEAD_SAMPLE: then one sampled id per row. */
-static int enqueue_head(cuda_backend *b, const cuda_step *st, cuda_head head, twin_err *err) {
+/* logits [n_last][vocab] = last . lm_head^T (normed_head: rmsnorm(x, final_norm) formed on the
+ * load); HEAD_SAMPLE: then one sampled id per row. */
+static int enqueue_head(cuda_backend *b, const cuda_step *st, cuda_head head, int normed_head,
+                        twin_err *err) {
   const twin_model_config *cfg = &b->base.cfg;
   int rc = 0;
-  PROFILED(b, "lm_head", rc = twin_cuda_linear_forward(&b->lin, &b->lm_head, b->last, cfg->dim,
-                                                       b->logits, 1, cfg->vocab_size, st->n_last,
-                                                       0.0f, err));
+  if (normed_head) {
+    const twin_gemv_fused f = {.x_mode = TWIN_GEMV_X_RMSNORM, .x = b->x, .ldx = cfg->dim,
+                               .norm_w = b->final_norm, .rms_sum = b->sum_attn,
+                               .eps = cfg->norm_eps};
+    PROFILED(b, "lm_head (normed x)",
+             CUDA_CHECK(err, twin_cuda_gemv_bf16_fused(b->logits, 1, cfg->vocab_size, &f,
+                                                       b->lm_head.w, st->n_last, cfg->vocab_size,
+                                                       cfg->dim, 0.0f, b->stream)));
+  } else {
+    PROFILED(b, "lm_head", rc = twin_cuda_linear_forward(&b->lin, &b->lm_head, b->last, cfg->dim,
+                                                         b->logits, 1, cfg->vocab_size,
+                                                         st->n_last, 0.0f, err));
+  }
   if (rc) return rc;
   if (head == HEAD_SAMPLE)
     PROFILED(b, "sample",
@@ -971,8 +1003,9 @@ static int enqueue_head(cuda_backend *b, const cuda_step *st, cuda_head head, tw
 
 /* The whole step up to the LM head's output (logits of n_last rows, or sampled ids). */
 static int enqueue_to_head(cuda_backend *b, const cuda_step *st, cuda_head head, twin_err *err) {
-  int rc = enqueue_layers(b, st, 1, err);
-  return rc ? rc : enqueue_head(b, st, head, err);
+  const int normed_head = head_reads_x(b, st);
+  int rc = enqueue_layers(b, st, 1, normed_head, err);
+  return rc ? rc : enqueue_head(b, st, head, normed_head, err);
 }
 
 /* Runs a pure-decode step through its bucket's CUDA graph. A bucket's first step runs eagerly
@@ -1023,7 +1056,7 @@ static int cuda_forward(twin_backend *base, const twin_batch *batch, float *logi
     CUDA_CHECK(err, cudaMemcpyAsync(logits, b->logits, (size_t)st.n_seqs * vocab * sizeof(float),
                                     cudaMemcpyDefault, b->stream));
   } else {
-    rc = enqueue_layers(b, &st, !batch->all_logits, err);
+    rc = enqueue_layers(b, &st, !batch->all_logits, 0, err);
     if (rc) return rc;
     /* logits = lm_head . y for every token, or for each sequence's last token */
     const twin_bf16 *rows = batch->all_logits ? b->y : b->last;
@@ -1248,6 +1281,7 @@ static int cuda_init(cuda_backend *b, const twin_llama_tensors *t, const twin_ba
   if (!rc) rc = allocate_scratch(b, err);
   if (!rc) rc = allocate_kv_pool(b, opts, err);
   if (!rc) b->fuse = can_fuse(b);
+  b->fuse_head = b->fuse && b->lm_head.type == TWIN_DT_BF16 && env_on("TWIN_CUDA_FUSE_HEAD");
   return rc;
 }
 

@@ -130,6 +130,25 @@ static __device__ __forceinline__ float4 ld_act_f4(const float *p) {
   return v;
 }
 
+/* ---- asynchronous copies to shared memory (cp.async) ----------------------------------------
+ * The copy lands without passing through registers; cp_async_wait_all (then a barrier, for
+ * other threads' copies) makes it visible. Sources follow the rules of the loads above. */
+static __device__ __forceinline__ uint32_t smem_addr(const void *p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+/* 16 bytes global -> shared, bypassing L1; bytes past src_bytes (0 or 16) are zero-filled */
+static __device__ __forceinline__ void cp_async16(uint32_t dst, const void *src, int src_bytes) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
+               "r"(src_bytes)
+               : "memory");
+}
+static __device__ __forceinline__ void cp_async_commit() {
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
+static __device__ __forceinline__ void cp_async_wait_all() {
+  asm volatile("cp.async.wait_group 0;\n" ::: "memory");
+}
+
 /* y[o] = v + beta * y[o] (y not read when beta == 0), y fp32 when y_f32 else bf16 (rounded to
  * nearest even): how the projection kernels store an output element. */
 static __device__ __forceinline__ void store_out(void *y, int y_f32, size_t o, float v,

@@ -59,6 +59,10 @@ static const fused_kernel kFusedRms[2] = {gemv_bf16_kernel<16, 4, 1, TWIN_GEMV_X
 static const fused_kernel kFusedRope[2] = {gemv_bf16_kernel<8, 4, 2, TWIN_GEMV_X_BF16, EPI_ROPE>,
                                            gemv_bf16_kernel<8, 4, 2, TWIN_GEMV_X_RMSNORM, EPI_ROPE>};
 static const fused_kernel kFusedGlu = gemv_bf16_kernel<8, 4, 2, TWIN_GEMV_X_RMSNORM, EPI_GLU>;
+/* Normed x, the product stored: the LM head on the last layer's residual stream (the pair
+ * kernels' shape, two tiles of 16 rows a block: forming normed x for 8 chunks a round, the
+ * plain GEMV's shape, would spill). */
+static const fused_kernel kFusedNormStore = gemv_bf16_kernel<8, 4, 2, TWIN_GEMV_X_RMSNORM, EPI_STORE>;
 
 /* The launcher's choice (H200 sweep, tests/gpu/NOTES.md run 4): bytes in flight decide. Over
  * 132 tiles of 16 rows: 8 warps of 8 chunks (8 KiB a warp a round, two blocks an SM); up to 132
@@ -128,7 +132,12 @@ extern "C" cudaError_t twin_cuda_gemv_bf16_fused(void *y, int y_f32, int ldy,
     return twin_launch(kFusedGlu, (unsigned)(f->glu_hidden / 16), 8 * 32, 0, stream, y, y_f32,
                        ldy, fk, w, n, rows, cols, beta);
   }
-  if (!rms || xm != TWIN_GEMV_X_BF16) return cudaErrorInvalidValue; /* no other form is built */
+  if (!rms) { /* normed x, stored */
+    if (xm != TWIN_GEMV_X_RMSNORM || ldy < rows || f->rms_clear) return cudaErrorInvalidValue;
+    return twin_launch(kFusedNormStore, (unsigned)((rows + 31) / 32), 8 * 32, 0, stream, y,
+                       y_f32, ldy, fk, w, n, rows, cols, beta);
+  }
+  if (xm != TWIN_GEMV_X_BF16) return cudaErrorInvalidValue; /* no other form is built */
   const int shape = bf16_auto_variant(rows, cols) == 2 ? 0 : 1; /* 16 warps x 4, 8 warps x 8 */
   const unsigned grid = (unsigned)((rows + 15) / 16);
   return twin_launch(kFusedRms[shape], grid, (shape == 0 ? 16 : 8) * 32, 0, stream, y, y_f32,

@@ -120,7 +120,8 @@ static __device__ __forceinline__ void pair_sums(const float (&partial)[W][ROWS]
   c = __bfloat162float(__float2bfloat16_rn(c));
 }
 
-/* Shared memory one unit of gemv_unit<W, NT> uses (bytes). */
+/* Shared memory one unit of gemv_unit<W, NT> uses (bytes): the warps' partial sums, then
+ * EPI_RMS's squares sq[8][ROWS]. */
 template <int W, int NT>
 static constexpr size_t gemv_unit_smem() {
   return sizeof(float) * (W * 16 * NT * 8 + 8 * 16 * NT);

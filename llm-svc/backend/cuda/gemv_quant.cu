@@ -199,13 +199,11 @@ static __device__ __forceinline__ void dequant8(const Src &s, int off, int g, fl
 /* ==== GEMV v2 (bf16 x): device helpers ============================================================ */
 
 /* 16 bytes global -> shared without passing through registers; the L2 fetches the 256-byte
- * segment around them (the rest of the row's unit, read by the next copies). */
-static __device__ __forceinline__ void cp_async16(void *smem, const void *gmem) {
+ * segment around them (the rest of the row's unit, read by the next copies). cp_async_commit:
+ * cuda_util.cuh. */
+static __device__ __forceinline__ void cp_async16_seg(void *smem, const void *gmem) {
   const unsigned s = (unsigned)__cvta_generic_to_shared(smem);
   asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16;" ::"r"(s), "l"(gmem) : "memory");
-}
-static __device__ __forceinline__ void cp_async_commit() {
-  asm volatile("cp.async.commit_group;" ::: "memory");
 }
 /* wait until at most N of this thread's committed groups are still in flight */
 template <int N>
@@ -574,12 +572,12 @@ struct unit_copier {
       const int words = ((n_blocks - 8 * u) * UI::block_bytes + 15) >> 4;
 #pragma unroll
       for (int j = 0; j < PER; j++)
-        if (word[j] < words) cp_async16(dst + dst_off[j], src + src_off[j]);
+        if (word[j] < words) cp_async16_seg(dst + dst_off[j], src + src_off[j]);
     } else {
 #pragma unroll
       for (int j = 0; j < PER; j++)
         if (COPIES % THREADS == 0 || j < PER - 1 || word[j] < UI::words)
-          cp_async16(dst + dst_off[j], src + src_off[j]);
+          cp_async16_seg(dst + dst_off[j], src + src_off[j]);
     }
   }
 };

@@ -38,6 +38,17 @@ cudaError_t twin_cuda_embed_f32(float *out /* [n][dim] */, const twin_bf16 *tabl
 cudaError_t twin_cuda_embed_bf16(twin_bf16 *out /* [n][dim] */,
                                  const twin_bf16 *table /* [rows][dim] */,
                                  const int32_t *ids /* [n] */, int n, int dim, cudaStream_t stream);
+/* The fused decode step's inputs in one kernel: x = the embedding rows (as twin_cuda_embed_f32),
+ * sum_sq[t] = the sum of squares of row t in fixed point, the sum a TWIN_GEMV_X_RMSNORM
+ * projection reads (rms_sum; written, not added), and cos_sin = twin_cuda_rope_table(positions).
+ * dim a multiple of 8, table and x 16-byte aligned. */
+cudaError_t twin_cuda_embed_step(float *x /* [n][dim] */, uint64_t *sum_sq /* [n] */,
+                                 float *cos_sin /* [n][hd/2][2] */,
+                                 const int32_t *positions /* [n] */,
+                                 const double *inv_freq /* [hd/2] */, int head_dim,
+                                 const twin_bf16 *table /* [rows][dim] */,
+                                 const int32_t *ids /* [n] */, int n, int dim,
+                                 cudaStream_t stream);
 
 /* ---- RMSNorm (rmsnorm.cu) ----------------------------------------------------------------- */
 
@@ -295,8 +306,9 @@ typedef struct twin_gemv_fused {
 /* y = x . w^T + beta * y as twin_cuda_gemv_bf16, with x formed by f->x_mode and rms_acc as
  * above. The forms built (what a decoder layer needs; others are refused): rope_kv (x plain or
  * normed; bf16 y, beta 0, rows == (n_heads + 2*n_kv_heads)*head_dim), glu_hidden (x normed; bf16
- * y, beta 0, rows == 2*glu_hidden, y rows of glu_hidden values ldy apart) and plain x with
- * rms_acc (y_f32, ldy == rows). */
+ * y, beta 0, rows == 2*glu_hidden, y rows of glu_hidden values ldy apart), plain x with
+ * rms_acc (y_f32, ldy == rows), and normed x with nothing else (the product stored as
+ * twin_cuda_gemv_bf16 does: the LM head on the final norm). */
 cudaError_t twin_cuda_gemv_bf16_fused(void *y /* [n][ldy] */, int y_f32, int ldy,
                                       const twin_gemv_fused *f,
                                       const twin_bf16 *w /* [rows][cols] */, int n, int rows,
