@@ -144,9 +144,10 @@ typedef struct cuda_backend {
                                  projections (every matrix bf16 and fused; TWIN_CUDA_FUSE=0 off) */
   int fuse_head;              /* ... and their LM head reads x with the final norm on its load
                                  (a bf16 head; TWIN_CUDA_FUSE_HEAD=0 off) */
-  /* The fused layers' row scales as fixed-point sums of squares (kernels.h: rms_acc): down
-   * leaves sum_attn for the next q/k/v and clears sum_ffn; o_proj leaves sum_ffn for gate/up
-   * and clears sum_attn. Both zero at start; between steps sum_ffn is zero again. */
+  /* The fused layers' row scales as fixed-point sums of squares (kernels.h: rms_acc): a step's
+   * input kernel writes sum_attn for the first q/k/v; o_proj clears it and leaves sum_ffn for
+   * gate/up; down clears sum_ffn and leaves sum_attn for the next q/k/v (or the LM head).
+   * sum_ffn is zero between steps (and at creation, with sum_attn). */
   uint64_t *sum_attn;         /* [TWIN_CUDA_GEMV_MAX_N] */
   uint64_t *sum_ffn;          /* [TWIN_CUDA_GEMV_MAX_N] */
   twin_cuda_profile *prof;    /* TWIN_CUDA_PROFILE=1 or step (profile.h), else NULL */
