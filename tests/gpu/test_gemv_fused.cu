@@ -13,7 +13,8 @@
  *    the ones computed in double from the y the kernel wrote, the same bits on every run (the
  *    blocks add in whatever order they finish), the cleared accumulator zero; both launch shapes;
  *  - the LM head's form (x normed, the product stored, fp32 and bf16 y) bit for bit against the
- *    plain GEMV of the same warp layout on the host-normed x;
+ *    plain GEMV of the same warp layout on the host-normed x; with argmax keys, each token's
+ *    key names the largest stored value (lowest index on ties) and holds its value;
  *  - a captured graph of the decode pattern replayed three times gives the direct launches' bits;
  *  - timing on the Llama-3.2-1B and 3.1-8B shapes at n = 1 and 8: each fused projection against
  *    the kernels it replaces, launched back to back (programmatic dependent launch, as in the
@@ -175,6 +176,13 @@ static void check_arguments(harness &h) {
   f.rms_clear = d_sum; /* a clear without sums out */
   ok &= twin_cuda_gemv_bf16_fused(d_y, 1, 16, &f, d_w, 1, 16, 64, 0.0f, 0) == inv;
   ok &= twin_cuda_gemv_bf16_fused(d_y, 1, 8, &norm, d_w, 1, 16, 64, 0.0f, 0) == inv; /* ldy < rows */
+  f = norm;
+  f.argmax = d_sum; /* argmax keys need fp32 y and beta 0 */
+  ok &= twin_cuda_gemv_bf16_fused(d_x, 0, 16, &f, d_w, 1, 16, 64, 0.0f, 0) == inv;
+  ok &= twin_cuda_gemv_bf16_fused(d_y, 1, 16, &f, d_w, 1, 16, 64, 1.0f, 0) == inv;
+  f = rms;
+  f.argmax = d_sum; /* only on the normed stored form */
+  ok &= twin_cuda_gemv_bf16_fused(d_y, 1, 16, &f, d_w, 1, 16, 64, 1.0f, 0) == inv;
   ok &= twin_cuda_gemv_bf16_fused(d_y, 1, 16, nullptr, d_w, 1, 16, 64, 1.0f, 0) == inv;
   CK(cudaDeviceSynchronize());
   h.check("gemv fused serves the four forms and refuses bad arguments", served && ok,
@@ -296,7 +304,8 @@ static void check_norm_store(harness &h, rng &r, int rows, int cols) {
   twin_bf16 *d_w = dev_upload(w);
   const int ldy = rows + 3;
   const std::vector<float> y0 = random_f32(r, (size_t)nmax * ldy, 1.0f);
-  bool same = true, launched = true;
+  bool same = true, launched = true, keys_ok = true;
+  uint64_t *d_keys = dev_upload(std::vector<uint64_t>(nmax, 0));
   for (int n : {1, 3, 8})
     for (int y_f32 : {1, 0})
       for (float beta : {0.0f, 1.0f}) {
@@ -316,7 +325,30 @@ static void check_norm_store(harness &h, rng &r, int rows, int cols) {
                     cudaSuccess;
         twin_gemv_fused f = {};
         in.set(f);
+        const bool keyed = y_f32 && beta == 0.0f;
+        if (keyed) {
+          CK(cudaMemset(d_keys, 0, nmax * sizeof(uint64_t)));
+          f.argmax = d_keys;
+        }
         launched &= twin_cuda_gemv_bf16_fused(y[1], y_f32, ldy, &f, d_w, n, rows, cols, beta, 0) == cudaSuccess;
+        if (keyed) {
+          const std::vector<float> got = dev_download(static_cast<float *>(y[1]), (size_t)n * ldy);
+          const std::vector<uint64_t> keys = dev_download(d_keys, nmax);
+          for (int t = 0; t < nmax; t++) {
+            if (t >= n) {
+              keys_ok &= keys[t] == 0;
+              continue;
+            }
+            int best = 0;
+            for (int i = 1; i < rows; i++)
+              if (got[(size_t)t * ldy + i] > got[(size_t)t * ldy + best]) best = i;
+            const uint32_t hi = (uint32_t)(keys[t] >> 32);
+            uint32_t bits = (hi & 0x80000000u) ? (hi & 0x7fffffffu) : ~hi;
+            float v;
+            memcpy(&v, &bits, sizeof v);
+            keys_ok &= (int)~(uint32_t)keys[t] == best && v == got[(size_t)t * ldy + best];
+          }
+        }
         const size_t bytes = (size_t)n * ldy * (y_f32 ? 4 : 2);
         std::vector<uint8_t> a(bytes), b(bytes);
         CK(cudaMemcpy(a.data(), y[0], bytes, cudaMemcpyDeviceToHost));
@@ -330,7 +362,10 @@ static void check_norm_store(harness &h, rng &r, int rows, int cols) {
   snprintf(name, sizeof name, "gemv fused %dx%d, x normed, stored (fp32 and bf16 y, beta 0 and 1) = gemv bit for bit", rows,
            cols);
   h.check(name, launched && same, "the product differs from the plain GEMV on the normed x");
+  snprintf(name, sizeof name, "gemv fused %dx%d, x normed, argmax keys = the largest stored value and its row", rows, cols);
+  h.check(name, launched && keys_ok, "a key names another row or value, or a key past n was written");
   cudaFree(d_w);
+  cudaFree(d_keys);
 }
 
 /* q/k/v with RoPE and the cache write against the unfused pair, bit for bit */

@@ -6,7 +6,9 @@
  * set (exact), and the total-variation distance between the sample frequencies and the
  * reference distribution within 6 standard deviations of its expected value under correct
  * sampling (+0.002); the same (seed, offset) must give the same ids twice. Timed on 64 rows of a 128256 vocabulary
- * (bytes = one read of the logits; the kernel makes several passes, mostly from L2). */
+ * (bytes = one read of the logits; the kernel makes several passes, mostly from L2).
+ * With argmax keys (twin_cuda_sample_keyed): greedy rows take their key's index, the others
+ * sample as without keys, every key is zero afterwards. */
 #include "llm-svc/backend/cuda/kernels.h"
 #include "tests/gpu/harness.h"
 
@@ -59,6 +61,44 @@ static void check_argmax(harness &h, rng &r) {
   h.report("sample temperature 0 == argmax", (double)bad / n, 0.0);
   cudaFree(d_logits);
   cudaFree(d_ids);
+}
+
+/* greedy rows read their id from the key (an index the scan would not pick, to see which path
+ * ran); sampled rows ignore it; every key is put back to zero */
+static void check_keyed(harness &h, rng &r) {
+  const int n = 8, vocab = 1000;
+  const std::vector<float> logits = random_f32(r, (size_t)n * vocab, 3.0f);
+  float *d_logits = dev_upload(logits);
+  std::vector<float> temps(n);
+  std::vector<uint64_t> keys(n);
+  for (int i = 0; i < n; i++) {
+    temps[i] = i % 2 ? 0.8f : 0.0f;
+    const int pick = (ref_argmax(logits.data() + (size_t)i * vocab, vocab) + 1 + i) % vocab;
+    keys[i] = (1ull << 32) | (uint32_t)~(uint32_t)pick;
+  }
+  params_dev par(n, 0.8f, 50, 0.9f, 0.0f, 99, 0);
+  CK(cudaMemcpy(par.t, temps.data(), n * sizeof(float), cudaMemcpyHostToDevice));
+  uint64_t *d_keys = dev_upload(keys);
+  int32_t *d_ids = dev_poisoned<int32_t>(n), *d_plain = dev_poisoned<int32_t>(n);
+  bool ok = twin_cuda_sample_keyed(d_ids, d_logits, n, vocab, par.t, par.k, par.p, par.mp, par.seed, par.offset,
+                                   d_keys, 0) == cudaSuccess;
+  ok &= twin_cuda_sample(d_plain, d_logits, n, vocab, par.t, par.k, par.p, par.mp, par.seed, par.offset, 0) == cudaSuccess;
+  const std::vector<int32_t> ids = dev_download(d_ids, n), plain = dev_download(d_plain, n);
+  bool greedy_ok = true, sampled_ok = true, zero = true;
+  for (int i = 0; i < n; i++) {
+    if (temps[i] == 0.0f) greedy_ok &= ids[i] == (int32_t)~(uint32_t)keys[i];
+    else sampled_ok &= ids[i] == plain[i];
+  }
+  for (uint64_t k : dev_download(d_keys, n)) zero &= k == 0;
+  h.check("sample with keys: greedy rows take the key's index, sampled rows as without keys, keys back to zero",
+          ok && greedy_ok && sampled_ok && zero,
+          !ok ? "a launch failed" : !greedy_ok ? "a greedy row did not take its key" : !sampled_ok ? "a sampled row changed"
+                                                                                    : "a key was not reset");
+  h.check("sample with keys refuses NULL keys",
+          twin_cuda_sample_keyed(d_ids, d_logits, n, vocab, par.t, par.k, par.p, par.mp, par.seed, par.offset, nullptr,
+                                 0) == cudaErrorInvalidValue,
+          "accepted");
+  cudaFree(d_logits); cudaFree(d_keys); cudaFree(d_ids); cudaFree(d_plain);
 }
 
 static void check_distribution(harness &h, rng &r, const std::vector<float> &base, float t, int k,
@@ -133,6 +173,7 @@ int main() {
   harness h;
   rng r(18);
   check_argmax(h, r);
+  check_keyed(h, r);
   const std::vector<float> base = random_f32(r, 1000, 2.0f);
   check_distribution(h, r, base, 1.0f, 0, 1.0f, 0.0f);   /* plain softmax */
   check_distribution(h, r, base, 0.7f, 50, 0.9f, 0.0f);

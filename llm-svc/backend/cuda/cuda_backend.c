@@ -150,6 +150,8 @@ typedef struct cuda_backend {
    * sum_ffn is zero between steps (and at creation, with sum_attn). */
   uint64_t *sum_attn;         /* [TWIN_CUDA_GEMV_MAX_N] */
   uint64_t *sum_ffn;          /* [TWIN_CUDA_GEMV_MAX_N] */
+  uint64_t *greedy_keys;      /* [TWIN_CUDA_GEMV_MAX_N] the normed LM head's argmax keys for the
+                                 sample kernel, which puts them back to zero */
   twin_cuda_profile *prof;    /* TWIN_CUDA_PROFILE=1 or step (profile.h), else NULL */
 
   int use_graphs;             /* 0 when TWIN_CUDA_GRAPHS=0 or TWIN_CUDA_PROFILE=1 */
@@ -482,6 +484,7 @@ static void layout_scratch(cuda_backend *b, carver *c) {
   b->ids_dev = carve(c, S * sizeof(int32_t));
   b->sum_attn = carve(c, TWIN_CUDA_GEMV_MAX_N * sizeof(uint64_t));
   b->sum_ffn = carve(c, TWIN_CUDA_GEMV_MAX_N * sizeof(uint64_t));
+  b->greedy_keys = carve(c, TWIN_CUDA_GEMV_MAX_N * sizeof(uint64_t));
   b->split_counters = carve(c, S * (size_t)cfg->n_heads * sizeof(unsigned));
 }
 
@@ -511,6 +514,7 @@ static int allocate_scratch(cuda_backend *b, twin_err *err) {
   layout_scratch(b, &placer);
   CUDA_CHECK(err, cudaMemset(b->sum_attn, 0, TWIN_CUDA_GEMV_MAX_N * sizeof(uint64_t)));
   CUDA_CHECK(err, cudaMemset(b->sum_ffn, 0, TWIN_CUDA_GEMV_MAX_N * sizeof(uint64_t)));
+  CUDA_CHECK(err, cudaMemset(b->greedy_keys, 0, TWIN_CUDA_GEMV_MAX_N * sizeof(uint64_t)));
   CUDA_CHECK(err, cudaMemset(b->split_counters, 0, S * (size_t)cfg->n_heads * sizeof(unsigned)));
   b->lin.dequant = b->dequant;
   b->lin.dequant_elems = b->dequant ? CUDA_DEQUANT_ELEMS : 0;
@@ -974,7 +978,8 @@ static const uint64_t *sp_u64(const cuda_step *st, int field) {
 }
 
 /* logits [n_last][vocab] = last . lm_head^T (normed_head: rmsnorm(x, final_norm) formed on the
- * load); HEAD_SAMPLE: then one sampled id per row. */
+ * load, and for HEAD_SAMPLE each row's argmax key left for the sample kernel's greedy rows);
+ * HEAD_SAMPLE: then one sampled id per row. */
 static int enqueue_head(cuda_backend *b, const cuda_step *st, cuda_head head, int normed_head,
                         twin_err *err) {
   const twin_model_config *cfg = &b->base.cfg;
@@ -982,7 +987,8 @@ static int enqueue_head(cuda_backend *b, const cuda_step *st, cuda_head head, in
   if (normed_head) {
     const twin_gemv_fused f = {.x_mode = TWIN_GEMV_X_RMSNORM, .x = b->x, .ldx = cfg->dim,
                                .norm_w = b->final_norm, .rms_sum = b->sum_attn,
-                               .eps = cfg->norm_eps};
+                               .eps = cfg->norm_eps,
+                               .argmax = head == HEAD_SAMPLE ? b->greedy_keys : NULL};
     PROFILED(b, "lm_head (normed x)",
              CUDA_CHECK(err, twin_cuda_gemv_bf16_fused(b->logits, 1, cfg->vocab_size, &f,
                                                        b->lm_head.w, st->n_last, cfg->vocab_size,
@@ -993,7 +999,13 @@ static int enqueue_head(cuda_backend *b, const cuda_step *st, cuda_head head, in
                                                          st->n_last, 0.0f, err));
   }
   if (rc) return rc;
-  if (head == HEAD_SAMPLE)
+  if (head == HEAD_SAMPLE && normed_head)
+    PROFILED(b, "sample (greedy from keys)",
+             CUDA_CHECK(err, twin_cuda_sample_keyed(
+                                 b->ids_dev, b->logits, st->n_last, cfg->vocab_size, sp_f32(st, 0),
+                                 (const int32_t *)sp_f32(st, 1), sp_f32(st, 2), sp_f32(st, 3),
+                                 sp_u64(st, 0), sp_u64(st, 1), b->greedy_keys, b->stream)));
+  else if (head == HEAD_SAMPLE)
     PROFILED(b, "sample",
              CUDA_CHECK(err, twin_cuda_sample(b->ids_dev, b->logits, st->n_last, cfg->vocab_size,
                                               sp_f32(st, 0), (const int32_t *)sp_f32(st, 1),

@@ -130,6 +130,21 @@ static __device__ __forceinline__ float4 ld_act_f4(const float *p) {
   return v;
 }
 
+/* ---- argmax keys ------------------------------------------------------------------------------
+ * A value and its index folded into one u64 that atomicMax can combine in any order: the value's
+ * bits made order-preserving in the high word (NaN counts as -inf, -0 as +0), the index's
+ * complement in the low word, so the larger value wins and, on equal values, the lower index
+ * (the rule of sampling.cu's scan). 0 is below every key: "nothing yet". */
+static __device__ __forceinline__ uint64_t argmax_key(float v, int index) {
+  if (isnan(v)) v = -INFINITY;
+  if (v == 0.0f) v = 0.0f;
+  const uint32_t b = __float_as_uint(v), ord = (b & 0x80000000u) ? ~b : (b | 0x80000000u);
+  return ((uint64_t)ord << 32) | (uint32_t)~(uint32_t)index;
+}
+static __device__ __forceinline__ int argmax_key_index(uint64_t key) {
+  return (int)~(uint32_t)key;
+}
+
 /* ---- asynchronous copies to shared memory (cp.async) ----------------------------------------
  * The copy lands without passing through registers; cp_async_wait_all (then a barrier, for
  * other threads' copies) makes it visible. Sources follow the rules of the loads above. */

@@ -115,6 +115,7 @@ extern "C" cudaError_t twin_cuda_gemv_bf16_fused(void *y, int y_f32, int ldy,
     return cudaErrorInvalidValue;
   twin_gemv_fused fk = *f; /* what the kernel gets */
   fk.rms_inv_len = 1.0f / (float)cols;
+  if (f->argmax && (rms || f->rope_kv || f->glu_hidden)) return cudaErrorInvalidValue;
   if (f->rope_kv) {
     const twin_gemv_rope &r = f->rope;
     if (rms || y_f32 || beta != 0.0f || ldy < rows || r.head_dim < 32 || r.head_dim % 32 != 0 ||
@@ -133,7 +134,9 @@ extern "C" cudaError_t twin_cuda_gemv_bf16_fused(void *y, int y_f32, int ldy,
                        ldy, fk, w, n, rows, cols, beta);
   }
   if (!rms) { /* normed x, stored */
-    if (xm != TWIN_GEMV_X_RMSNORM || ldy < rows || f->rms_clear) return cudaErrorInvalidValue;
+    if (xm != TWIN_GEMV_X_RMSNORM || ldy < rows || f->rms_clear ||
+        (f->argmax && (!y_f32 || beta != 0.0f)))
+      return cudaErrorInvalidValue;
     return twin_launch(kFusedNormStore, (unsigned)((rows + 31) / 32), 8 * 32, 0, stream, y,
                        y_f32, ldy, fk, w, n, rows, cols, beta);
   }

@@ -189,6 +189,7 @@ static __device__ __forceinline__ void gemv_epilogue(void *__restrict__ y, int y
       yb[(size_t)t * ldy + unit * 16 + r] = __float2bfloat16_rn(silu(g) * u);
     }
   } else if constexpr (EPI == EPI_STORE) {
+    uint64_t key = 0; /* f.argmax: this thread's row as an argmax key (one row a thread) */
     for (int i = threadIdx.x; i < ROWS * n; i += W * 32) {
       const int t = i / ROWS, r = i - t * ROWS, row = row0 + r;
       if (row >= rows) continue;
@@ -196,6 +197,20 @@ static __device__ __forceinline__ void gemv_epilogue(void *__restrict__ y, int y
 #pragma unroll
       for (int k = 0; k < W; k++) v += partial[k][r][t];
       store_out(y, y_f32, (size_t)t * ldy + row, v, beta);
+      key = argmax_key(v, row); /* beta 0 with argmax (the launcher checks): v as stored */
+    }
+    if constexpr (ROWS == 32 && ROWS * 8 <= W * 32) {
+      /* token t's 32 rows are warp t's lanes: the warp's largest key, one atomic a token */
+      if (f.argmax && (int)(threadIdx.x >> 5) < n) {
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) {
+          const uint64_t other = __shfl_xor_sync(TWIN_FULL_MASK, key, o);
+          key = other > key ? other : key;
+        }
+        if ((threadIdx.x & 31) == 0)
+          atomicMax(reinterpret_cast<unsigned long long *>(f.argmax) + (threadIdx.x >> 5),
+                    (unsigned long long)key);
+      }
     }
   } else { /* EPI_RMS */
     /* y fp32, ldy == rows (the launcher checks): store, keep the squares, then add this

@@ -189,6 +189,14 @@ cudaError_t twin_cuda_sample(int32_t *ids /* [n] */, const float *logits /* [n][
                              int vocab, const float *temperature, const int32_t *top_k,
                              const float *top_p, const float *min_p, const uint64_t *seed,
                              const uint64_t *offset, cudaStream_t stream);
+/* The same with greedy_keys[n] (argmax keys a gemv with `argmax` left: twin_gemv_fused): a greedy
+ * row takes its id from its key instead of scanning the logits; every row's key is set back to
+ * zero for the next step. */
+cudaError_t twin_cuda_sample_keyed(int32_t *ids /* [n] */, const float *logits /* [n][vocab] */,
+                                   int n, int vocab, const float *temperature,
+                                   const int32_t *top_k, const float *top_p, const float *min_p,
+                                   const uint64_t *seed, const uint64_t *offset,
+                                   uint64_t *greedy_keys /* [n] */, cudaStream_t stream);
 
 /* ---- weight conversion (convert.cu) ---------------------------------------------------------- */
 
@@ -298,6 +306,9 @@ typedef struct twin_gemv_fused {
   float rms_inv_len;      /* X_RMSNORM: set by the launcher to 1.0f / cols */
   uint64_t *rms_acc;      /* [n] or NULL: zero on entry, the sums of squares of y on return */
   uint64_t *rms_clear;    /* [TWIN_CUDA_GEMV_MAX_N] or NULL: set to zero after the wait */
+  uint64_t *argmax;       /* [n] or NULL, the normed stored form with fp32 y and beta 0 only:
+                             each token's largest value and its row folded in with atomicMax
+                             (cuda_util.cuh: argmax_key); zero before the call */
   int rope_kv;            /* 1: finish q/k/v as described above (rope must be filled) */
   twin_gemv_rope rope;
   int glu_hidden;         /* > 0: finish gate/up as described above (a multiple of 16) */

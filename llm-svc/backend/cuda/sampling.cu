@@ -160,7 +160,8 @@ static __global__ void __launch_bounds__(SAMPLE_THREADS)
 sample_kernel(int32_t *__restrict__ ids, const float *__restrict__ logits /* [n][vocab] */, int vocab,
               const float *__restrict__ temperature, const int32_t *__restrict__ top_k,
               const float *__restrict__ top_p, const float *__restrict__ min_p,
-              const uint64_t *__restrict__ seed, const uint64_t *__restrict__ offset) {
+              const uint64_t *__restrict__ seed, const uint64_t *__restrict__ offset,
+              uint64_t *__restrict__ greedy_keys /* [n] or NULL */) {
   pdl_enter();
   __shared__ float sv[32];
   __shared__ int si[32];
@@ -173,7 +174,16 @@ sample_kernel(int32_t *__restrict__ ids, const float *__restrict__ logits /* [n]
   const int row = blockIdx.x;
   const float *x = logits + (size_t)row * vocab;
   const float t = temperature[row];
-  if (!(t > 0.0f) || isinf(t)) {
+  const bool greedy = !(t > 0.0f) || isinf(t);
+  if (greedy_keys) { /* the producer's argmax: a greedy row's answer; every key back to zero */
+    if (threadIdx.x == 0) {
+      const uint64_t key = ld_act_u64(greedy_keys + row);
+      if (greedy) ids[row] = key ? argmax_key_index(key) : 0;
+      greedy_keys[row] = 0;
+    }
+    if (greedy) return;
+  }
+  if (greedy) {
     const arg_best a = row_argmax(x, vocab, 1.0f, sv, si);
     if (threadIdx.x == 0) ids[row] = a.i;
     return;
@@ -296,5 +306,18 @@ extern "C" cudaError_t twin_cuda_sample(int32_t *ids, const float *logits, int n
     return cudaErrorInvalidValue;
   if (n == 0) return cudaSuccess;
   return twin_launch(sample_kernel, n, SAMPLE_THREADS, 0, stream, ids, logits, vocab, temperature,
-                     top_k, top_p, min_p, seed, offset);
+                     top_k, top_p, min_p, seed, offset, (uint64_t *)nullptr);
+}
+
+extern "C" cudaError_t twin_cuda_sample_keyed(int32_t *ids, const float *logits, int n, int vocab,
+                                              const float *temperature, const int32_t *top_k,
+                                              const float *top_p, const float *min_p,
+                                              const uint64_t *seed, const uint64_t *offset,
+                                              uint64_t *greedy_keys, cudaStream_t stream) {
+  if (n < 0 || vocab <= 0 || !ids || !logits || !temperature || !top_k || !top_p || !min_p ||
+      !seed || !offset || !greedy_keys)
+    return cudaErrorInvalidValue;
+  if (n == 0) return cudaSuccess;
+  return twin_launch(sample_kernel, n, SAMPLE_THREADS, 0, stream, ids, logits, vocab, temperature,
+                     top_k, top_p, min_p, seed, offset, greedy_keys);
 }
