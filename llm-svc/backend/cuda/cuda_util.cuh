@@ -130,16 +130,23 @@ static __device__ __forceinline__ float4 ld_act_f4(const float *p) {
   return v;
 }
 
-/* ---- argmax keys ------------------------------------------------------------------------------
- * A value and its index folded into one u64 that atomicMax can combine in any order: the value's
- * bits made order-preserving in the high word (NaN counts as -inf, -0 as +0), the index's
+/* ---- order keys ----------------------------------------------------------------------------
+ * Unsigned keys that sort like the floats they come from (sampling.cu's radix select), and
+ * argmax keys: a value and its index folded into one u64 that atomicMax can combine in any
+ * order: the value's order key in the high word (NaN counts as -inf, -0 as +0), the index's
  * complement in the low word, so the larger value wins and, on equal values, the lower index
- * (the rule of sampling.cu's scan). 0 is below every key: "nothing yet". */
+ * (the rule of sampling.cu's scan). 0 is below every argmax key: "nothing yet". */
+static __device__ __forceinline__ uint32_t order_key(float x) {
+  const uint32_t b = __float_as_uint(x);
+  return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
+}
+static __device__ __forceinline__ float key_value(uint32_t k) {
+  return __uint_as_float((k & 0x80000000u) ? (k & 0x7fffffffu) : ~k);
+}
 static __device__ __forceinline__ uint64_t argmax_key(float v, int index) {
   if (isnan(v)) v = -INFINITY;
   if (v == 0.0f) v = 0.0f;
-  const uint32_t b = __float_as_uint(v), ord = (b & 0x80000000u) ? ~b : (b | 0x80000000u);
-  return ((uint64_t)ord << 32) | (uint32_t)~(uint32_t)index;
+  return ((uint64_t)order_key(v) << 32) | (uint32_t)~(uint32_t)index;
 }
 static __device__ __forceinline__ int argmax_key_index(uint64_t key) {
   return (int)~(uint32_t)key;

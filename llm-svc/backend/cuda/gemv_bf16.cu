@@ -24,7 +24,7 @@ gemv_bf16_kernel(void *__restrict__ y /* [n][ldy] */, int y_f32, int ldy, twin_g
                  float beta) {
   __shared__ __align__(16) char smem[gemv_unit_smem<W, NT>()];
   gemv_unit<W, U, NT, XM, EPI>(y, y_f32, ldy, f, w, n, rows, cols, beta, (int)blockIdx.x,
-                               (int)gridDim.x, pdl_waiter{}, smem);
+                               pdl_waiter{}, smem);
 }
 
 /* ==== variants and the launcher =================================================================== */

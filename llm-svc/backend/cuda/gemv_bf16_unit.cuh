@@ -134,7 +134,7 @@ static constexpr size_t gemv_unit_smem() {
 template <int W, int NT, int EPI>
 static __device__ __forceinline__ void gemv_epilogue(void *__restrict__ y, int y_f32, int ldy,
                                                      const twin_gemv_fused &f, int n, int rows,
-                                                     int unit, int n_units, float beta,
+                                                     int unit, float beta,
                                                      float y_old, char *smem) {
   constexpr int ROWS = 16 * NT;
   float(&partial)[W][ROWS][8] = *reinterpret_cast<float(*)[W][ROWS][8]>(smem);
@@ -241,7 +241,7 @@ static __device__ __forceinline__ void gemv_epilogue(void *__restrict__ y, int y
   }
 }
 
-/* Unit `unit` of n_units (one thread block's share: rows from tile_row0) of the product, with
+/* Unit `unit` (one thread block's share: rows from tile_row0) of the product, with
  * W warps (blockDim.x == 32 * W). wait(first) is called by every warp once before it touches x
  * or y: first after its first round of weight loads (the warps' start), or, for a warp with no
  * columns, before the epilogue; it must return once the producer of x (and of everything the
@@ -251,7 +251,7 @@ static __device__ __forceinline__ void gemv_unit(void *__restrict__ y /* [n][ldy
                                                  int ldy, const twin_gemv_fused &f,
                                                  const twin_bf16 *__restrict__ w /* [rows][cols] */,
                                                  int n, int rows, int cols, float beta, int unit,
-                                                 int n_units, Wait &&wait, char *smem) {
+                                                 Wait &&wait, char *smem) {
   constexpr int ROWS = 16 * NT, SUPER = 32 * U;
   float(&partial)[W][ROWS][8] = *reinterpret_cast<float(*)[W][ROWS][8]>(smem); /* [warp][row][token] */
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, q = lane & 3;
@@ -355,7 +355,7 @@ static __device__ __forceinline__ void gemv_unit(void *__restrict__ y /* [n][ldy
     partial[warp][16 * t + g + 8][2 * q + 1] = acc[t][0][3] + acc[t][1][3];
   }
   __syncthreads();
-  gemv_epilogue<W, NT, EPI>(y, y_f32, ldy, f, n, rows, unit, n_units, beta, y_old, smem);
+  gemv_epilogue<W, NT, EPI>(y, y_f32, ldy, f, n, rows, unit, beta, y_old, smem);
 }
 
 #endif

@@ -19,14 +19,7 @@
 
 /* ---- helpers --------------------------------------------------------------------------------- */
 
-/* Unsigned keys that sort like the floats they come from. */
-static __device__ __forceinline__ uint32_t order_key(float x) {
-  const uint32_t b = __float_as_uint(x);
-  return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
-}
-static __device__ __forceinline__ float key_value(uint32_t k) {
-  return __uint_as_float((k & 0x80000000u) ? (k & 0x7fffffffu) : ~k);
-}
+/* order_key, key_value, argmax_key: cuda_util.cuh */
 
 struct arg_best {
   float v;
@@ -296,17 +289,27 @@ extern "C" cudaError_t twin_cuda_argmax(int32_t *ids, const float *logits, int n
   return twin_launch(argmax_kernel, n, SAMPLE_THREADS, 0, stream, ids, logits, vocab);
 }
 
-extern "C" cudaError_t twin_cuda_sample(int32_t *ids, const float *logits, int n, int vocab,
-                                        const float *temperature, const int32_t *top_k,
-                                        const float *top_p, const float *min_p,
-                                        const uint64_t *seed, const uint64_t *offset,
-                                        cudaStream_t stream) {
+/* greedy_keys NULL: every greedy row scans its logits */
+static cudaError_t sample_launch(int32_t *ids, const float *logits, int n, int vocab,
+                                 const float *temperature, const int32_t *top_k,
+                                 const float *top_p, const float *min_p, const uint64_t *seed,
+                                 const uint64_t *offset, uint64_t *greedy_keys,
+                                 cudaStream_t stream) {
   if (n < 0 || vocab <= 0 || !ids || !logits || !temperature || !top_k || !top_p || !min_p ||
       !seed || !offset)
     return cudaErrorInvalidValue;
   if (n == 0) return cudaSuccess;
   return twin_launch(sample_kernel, n, SAMPLE_THREADS, 0, stream, ids, logits, vocab, temperature,
-                     top_k, top_p, min_p, seed, offset, (uint64_t *)nullptr);
+                     top_k, top_p, min_p, seed, offset, greedy_keys);
+}
+
+extern "C" cudaError_t twin_cuda_sample(int32_t *ids, const float *logits, int n, int vocab,
+                                        const float *temperature, const int32_t *top_k,
+                                        const float *top_p, const float *min_p,
+                                        const uint64_t *seed, const uint64_t *offset,
+                                        cudaStream_t stream) {
+  return sample_launch(ids, logits, n, vocab, temperature, top_k, top_p, min_p, seed, offset,
+                       nullptr, stream);
 }
 
 extern "C" cudaError_t twin_cuda_sample_keyed(int32_t *ids, const float *logits, int n, int vocab,
@@ -314,10 +317,7 @@ extern "C" cudaError_t twin_cuda_sample_keyed(int32_t *ids, const float *logits,
                                               const float *top_p, const float *min_p,
                                               const uint64_t *seed, const uint64_t *offset,
                                               uint64_t *greedy_keys, cudaStream_t stream) {
-  if (n < 0 || vocab <= 0 || !ids || !logits || !temperature || !top_k || !top_p || !min_p ||
-      !seed || !offset || !greedy_keys)
-    return cudaErrorInvalidValue;
-  if (n == 0) return cudaSuccess;
-  return twin_launch(sample_kernel, n, SAMPLE_THREADS, 0, stream, ids, logits, vocab, temperature,
-                     top_k, top_p, min_p, seed, offset, greedy_keys);
+  if (!greedy_keys) return cudaErrorInvalidValue;
+  return sample_launch(ids, logits, n, vocab, temperature, top_k, top_p, min_p, seed, offset,
+                       greedy_keys, stream);
 }
