@@ -11,7 +11,7 @@
  *    and 128, GQA and not, a padding row (slot -1);
  *  - the residual add with the sums of squares out against ref_gemm, the fixed-point sums against
  *    the ones computed in double from the y the kernel wrote, the same bits on every run (the
- *    blocks add in whatever order they finish), the cleared accumulator zero; both launch shapes;
+ *    blocks add in whatever order they finish), the cleared accumulator zero;
  *  - the LM head's form (x normed, the product stored, fp32 and bf16 y) bit for bit against the
  *    plain GEMV of the same warp layout on the host-normed x; with argmax keys, each token's
  *    key names the largest stored value (lowest index on ties) and holds its value;
@@ -30,6 +30,7 @@
 static const float kEps = 1e-5f;
 static const int kSameLayout = 1; /* plain GEMV variant with the pair kernels' warp layout
                                      (8 warps x 4 chunks: the same sums in the same order) */
+static const int kHeadLayout = 3; /* the same for the LM head's form (8 warps x 2 chunks) */
 
 /* ---- host helpers ------------------------------------------------------------------------------ */
 
@@ -280,16 +281,15 @@ static void check_rms(harness &h, rng &r, int rows, int cols) {
     }
     cudaFree(d_x);
   }
-  const char *shape_name = twin_cuda_gemv_bf16_auto_variant(rows, cols) == 2 ? "16 warps" : "8 warps";
   char name[200];
-  snprintf(name, sizeof name, "gemv fused %dx%d (%s) residual add: y", rows, cols, shape_name);
+  snprintf(name, sizeof name, "gemv fused %dx%d residual add: y", rows, cols);
   h.report(name, launched ? worst_y : INFINITY, 1e-5);
-  snprintf(name, sizeof name, "gemv fused %dx%d (%s) sums of squares of the written rows", rows, cols, shape_name);
+  snprintf(name, sizeof name, "gemv fused %dx%d sums of squares of the written rows", rows, cols);
   h.report(name, launched ? worst_sum : INFINITY, 2e-5);
-  snprintf(name, sizeof name, "gemv fused %dx%d (%s) row scale from the sums = 1/rms", rows, cols, shape_name);
+  snprintf(name, sizeof name, "gemv fused %dx%d row scale from the sums = 1/rms", rows, cols);
   h.report(name, launched ? worst_scale : INFINITY, 2e-5);
-  snprintf(name, sizeof name, "gemv fused %dx%d (%s) sums: the same bits in %d runs, none past n, cleared accumulator zero",
-           rows, cols, shape_name, runs);
+  snprintf(name, sizeof name, "gemv fused %dx%d sums: the same bits in %d runs, none past n, cleared accumulator zero",
+           rows, cols, runs);
   h.check(name, launched && same_bits && rest_zero && cleared,
           !same_bits ? "the sums differ between runs" : !rest_zero ? "a sum past n was written"
                                                       : "rms_clear was not cleared");
@@ -321,7 +321,7 @@ static void check_norm_store(harness &h, rng &r, int rows, int cols) {
             y[k] = dev_upload(y16);
           }
         }
-        launched &= twin_cuda_gemv_bf16_variant(kSameLayout, y[0], y_f32, ldy, d_x, cols, d_w, n, rows, cols, beta, 0) ==
+        launched &= twin_cuda_gemv_bf16_variant(kHeadLayout, y[0], y_f32, ldy, d_x, cols, d_w, n, rows, cols, beta, 0) ==
                     cudaSuccess;
         twin_gemv_fused f = {};
         in.set(f);
@@ -369,8 +369,12 @@ static void check_norm_store(harness &h, rng &r, int rows, int cols) {
 }
 
 /* q/k/v with RoPE and the cache write against the unfused pair, bit for bit */
-static void check_rope(harness &h, rng &r, int nh, int nkv, int hd, bool with_bias, bool normed) {
-  const int dim = 520, rows = (nh + 2 * nkv) * hd, nmax = 8, blocks = 6, half = hd / 2;
+static void check_rope(harness &h, rng &r, int nh, int nkv, int hd, bool with_bias, bool normed,
+                       int dim = 520) {
+  const int rows = (nh + 2 * nkv) * hd, nmax = 8, blocks = 6, half = hd / 2;
+  /* the plain GEMV with the launcher's warp layout: normed q/k/v of at most 132 blocks of 32
+   * rows takes the 16-warp form (16 warps x 4 chunks), the rest the pair layout */
+  const int layout = normed && rows / 32 <= 132 ? 2 : kSameLayout;
   const std::vector<uint16_t> w = random_bf16(r, (size_t)rows * dim, 0.1f);
   const std::vector<uint16_t> xr = random_bf16(r, (size_t)nmax * dim, 1.0f);
   const std::vector<uint16_t> bias = random_bf16(r, rows, 0.5f);
@@ -398,7 +402,7 @@ static void check_rope(harness &h, rng &r, int nh, int nkv, int hd, bool with_bi
       vc[k] = dev_poisoned<twin_bf16>(cache_elems);
       yq[k] = dev_poisoned<twin_bf16>((size_t)n * rows);
     }
-    launched &= twin_cuda_gemv_bf16_variant(kSameLayout, yq[0], 0, rows, d_x, dim, d_w, n, rows, dim, 0.0f, 0) == cudaSuccess;
+    launched &= twin_cuda_gemv_bf16_variant(layout, yq[0], 0, rows, d_x, dim, d_w, n, rows, dim, 0.0f, 0) == cudaSuccess;
     launched &= twin_cuda_rope_kv_write(yq[0], with_bias ? d_bias : nullptr, d_cs, d_slots, kc[0], vc[0], n, nh,
                                         nkv, hd, 0) == cudaSuccess;
     twin_gemv_fused f = {};
@@ -425,8 +429,8 @@ static void check_rope(harness &h, rng &r, int nh, int nkv, int hd, bool with_bi
     cudaFree(d_x);
   }
   char name[200];
-  snprintf(name, sizeof name, "gemv fused q/k/v + rope + cache write = gemv + rope_kv_write bit for bit (%d/%d heads, hd %d%s%s)",
-           nh, nkv, hd, with_bias ? ", bias" : "", normed ? ", x normed" : "");
+  snprintf(name, sizeof name, "gemv fused q/k/v + rope + cache write = gemv + rope_kv_write bit for bit (%d/%d heads, hd %d, %d columns%s%s)",
+           nh, nkv, hd, dim, with_bias ? ", bias" : "", normed ? ", x normed" : "");
   h.check(name, launched && same, "q, the k cache or the v cache differs from the unfused kernels");
   cudaFree(d_w); cudaFree(d_bias); cudaFree(d_cs); cudaFree(d_slots);
 }
@@ -603,7 +607,7 @@ static void bench_layer(const layer_shape &L, rng &r) {
 }
 
 /* the LM head of a decode step (vocab 128256): the final RMSNorm kernel + the plain GEMV the
- * launcher picks, the plain GEMV in the pair kernels' warp layout alone, and the normed form */
+ * launcher picks, the plain GEMV in the normed form's warp layout alone, and the normed form */
 static void bench_head(const layer_shape &L, rng &r) {
   const int vocab = 128256, dim = L.dim, n_copies = 2;
   const std::vector<uint16_t> w = random_bf16_uniform(r, (size_t)vocab * dim, 0.03f);
@@ -621,12 +625,12 @@ static void bench_head(const layer_shape &L, rng &r) {
       CK(twin_cuda_gemv_bf16(d_logits, 1, vocab, d_y, dim, d_w[i % n_copies], n, vocab, dim, 0.0f, 0));
     });
     const double same = time_seq_ms([&](int i) {
-      CK(twin_cuda_gemv_bf16_variant(kSameLayout, d_logits, 1, vocab, d_y, dim, d_w[i % n_copies], n, vocab, dim, 0.0f, 0));
+      CK(twin_cuda_gemv_bf16_variant(kHeadLayout, d_logits, 1, vocab, d_y, dim, d_w[i % n_copies], n, vocab, dim, 0.0f, 0));
     });
     const double normed = time_seq_ms([&](int i) {
       CK(twin_cuda_gemv_bf16_fused(d_logits, 1, vocab, &f, d_w[i % n_copies], n, vocab, dim, 0.0f, 0));
     });
-    printf("TIME|fused|%s|n=%d|lm_head|rmsnorm + gemv %.2f us|gemv in the pair layout %.2f us|normed x %.2f us (%.1f%% of %.0f GB/s)\n",
+    printf("TIME|fused|%s|n=%d|lm_head|rmsnorm + gemv %.2f us|gemv in the head's layout %.2f us|normed x %.2f us (%.1f%% of %.0f GB/s)\n",
            L.what, n, plain * 1e3, same * 1e3, normed * 1e3, 100.0 * bytes / (normed * 1e-3) / 1e9 / kCopyGBs, kCopyGBs);
   }
   for (twin_bf16 *p : d_w) cudaFree(p);
@@ -644,7 +648,7 @@ int main(int argc, char **argv) {
      * (a partial super-chunk after whole ones) */
     const int glu[][2] = {{16, 8}, {48, 72}, {160, 576}, {1040, 1544}};
     for (const auto &s : glu) check_glu(h, r, s[0], s[1]);
-    /* rows not a multiple of 16; 2130 rows take the 8-warp shape (over 132 tiles) */
+    /* rows not a multiple of 16, one block and many */
     const int rms[][2] = {{37, 8}, {45, 72}, {300, 576}, {131, 1536}, {2130, 1544}};
     for (const auto &s : rms) check_rms(h, r, s[0], s[1]);
     check_norm_store(h, r, 37, 72);
@@ -653,6 +657,10 @@ int main(int argc, char **argv) {
     check_rope(h, r, 4, 2, 64, true, true);
     check_rope(h, r, 8, 2, 128, true, false);
     check_rope(h, r, 6, 6, 128, false, true);
+    /* past 8 super-chunks a warp of the 16-warp form adds fewer of them than one of 8 warps;
+     * 32/8 heads of 128: 192 blocks, the 8-warp normed form */
+    check_rope(h, r, 4, 2, 64, true, true, 1544);
+    check_rope(h, r, 32, 8, 128, false, true, 1544);
     check_graph_replay(h, r);
   }
   const layer_shape layers[] = {{"1B", 2048, 32, 8, 64, 8192}, {"8B", 4096, 32, 8, 128, 14336}};

@@ -18,12 +18,13 @@ static constexpr int decode_wide_warps(int hd, int gh) {
   return hd == 64 ? (gh <= 4 ? 16 : 8) : 8;
 }
 
-/* The previous kernel's end (pdl_enter also lets the next kernel be scheduled); a unit with
- * nothing to do still waits: no block ends before the previous kernel has, the next one relies
- * on it. */
+/* The previous kernel's end (pdl_enter also lets the next kernel be scheduled, unless the
+ * kernel did at its start: early); a unit with nothing to do still waits: no block ends before
+ * the previous kernel has, the next one relies on it. */
 struct pdl_unit_waiter {
-  __device__ __forceinline__ void operator()(bool) const { pdl_enter(); }
-  __device__ __forceinline__ void skip() const { pdl_enter(); }
+  int early;
+  __device__ __forceinline__ void operator()(bool) const { early ? pdl_wait() : pdl_enter(); }
+  __device__ __forceinline__ void skip() const { early ? pdl_wait() : pdl_enter(); }
 };
 
 template <int HD, int GH, int WARPS>
@@ -36,14 +37,15 @@ attn_decode_kernel(__nv_bfloat16 *__restrict__ out, const __nv_bfloat16 *__restr
                    int n_kv_heads, float scale_log2, int window,
                    const int32_t *__restrict__ partition_dev, int max_splits,
                    float *__restrict__ part_acc, float *__restrict__ part_ml,
-                   unsigned *__restrict__ split_counters) {
+                   unsigned *__restrict__ split_counters, int early /* twin_cuda_pdl_early */) {
+  if (early) pdl_trigger();
   static_assert(attn_decode_unit_smem<HD, GH, WARPS>() <= 48 * 1024, "static shared memory");
   __shared__ __align__(16) char smem[attn_decode_unit_smem<HD, GH, WARPS>()];
   attn_decode_unit<HD, GH, WARPS>(out, q, q_stride, k_cache, v_cache, seqs, seq_start, seq_len,
                                   block_tables, max_blocks, n_heads, n_kv_heads, scale_log2,
                                   window, partition_dev, max_splits, part_acc, part_ml,
                                   split_counters, (int)blockIdx.x, (int)blockIdx.y,
-                                  (int)blockIdx.z, (int)gridDim.y, pdl_unit_waiter{}, smem);
+                                  (int)blockIdx.z, (int)gridDim.y, pdl_unit_waiter{early}, smem);
 }
 
 /* v1: one thread block per (sequence, query head), one thread per output column. Sequences whose
@@ -169,11 +171,13 @@ extern "C" cudaError_t twin_cuda_attention_decode_ex(
   if (head_dim == 64)
     e = launch_main<64>(gh, warps, grid, stream, o, qb, q_stride, kc, vc, seqs, seq_start,
                         seq_len, block_tables, max_blocks, n_heads, n_kv_heads, scale_log2,
-                        window, partition_tokens, max_splits, part_acc, part_ml, split_counters);
+                        window, partition_tokens, max_splits, part_acc, part_ml, split_counters,
+                        twin_cuda_pdl_early());
   else
     e = launch_main<128>(gh, warps, grid, stream, o, qb, q_stride, kc, vc, seqs, seq_start,
                          seq_len, block_tables, max_blocks, n_heads, n_kv_heads, scale_log2,
-                         window, partition_tokens, max_splits, part_acc, part_ml, split_counters);
+                         window, partition_tokens, max_splits, part_acc, part_ml, split_counters,
+                        twin_cuda_pdl_early());
   if (e != cudaSuccess || max_splits == 1 || split_counters) return e;
   return twin_launch(attn_decode_reduce_kernel, dim3(n_decode, n_heads), head_dim, 0, stream, o,
                      seqs, seq_start, seq_len, n_heads, head_dim, window, partition_tokens,

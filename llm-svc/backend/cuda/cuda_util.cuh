@@ -194,8 +194,8 @@ static __device__ __forceinline__ void store_out(void *y, int y_f32, size_t o, f
  * reads (activations, the KV cache, outputs), on every path, early returns included; only
  * memory nothing on the stream ever writes (weights) may be read before. pdl_wait returns once
  * the previous kernel has completed and its writes are visible, and since that kernel waited
- * for its own predecessor the same way, for everything before it too. pdl_trigger() lets the
- * next kernel be scheduled before this one ends. TWIN_CUDA_PDL=0 in the environment turns the
+ * for its own predecessor the same way, for everything before it too, whenever the trigger
+ * came. pdl_trigger() lets the next kernel be scheduled before this one ends. TWIN_CUDA_PDL=0 in the environment turns the
  * early launch off (the calls then return at once). */
 static __device__ __forceinline__ void pdl_wait() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
@@ -219,6 +219,18 @@ static __device__ __forceinline__ void pdl_enter() {
 static inline int twin_cuda_pdl_enabled() {
   static const int enabled = [] {
     const char *v = getenv("TWIN_CUDA_PDL");
+    return v && strcmp(v, "0") == 0 ? 0 : 1;
+  }();
+  return enabled;
+}
+
+/* 1 unless the environment has TWIN_CUDA_PDL_EARLY=0: the GEMV and decode attention kernels
+ * call pdl_trigger() at their start, before their wait, so that the next kernel's blocks can
+ * take the room this one leaves on each multiprocessor and issue their first weight loads
+ * while it runs (its wait still returns only once this kernel has ended). Read once per file. */
+static inline int twin_cuda_pdl_early() {
+  static const int enabled = [] {
+    const char *v = getenv("TWIN_CUDA_PDL_EARLY");
     return v && strcmp(v, "0") == 0 ? 0 : 1;
   }();
   return enabled;

@@ -9,10 +9,11 @@
 #include "llm-svc/backend/cuda/kernels.h"
 
 /* The previous kernel's end, as gemv_unit waits for it: the first wait also lets the next
- * kernel be scheduled. */
+ * kernel be scheduled, unless the kernel did at its start (f.pdl_early). */
 struct pdl_waiter {
+  int early;
   __device__ __forceinline__ void operator()(bool first) const {
-    if (first) pdl_enter();
+    if (first && !early) pdl_enter();
     else pdl_wait();
   }
 };
@@ -23,8 +24,9 @@ gemv_bf16_kernel(void *__restrict__ y /* [n][ldy] */, int y_f32, int ldy, twin_g
                  const twin_bf16 *__restrict__ w /* [rows][cols] */, int n, int rows, int cols,
                  float beta) {
   __shared__ __align__(16) char smem[gemv_unit_smem<W, NT>()];
+  if (f.pdl_early) pdl_trigger();
   gemv_unit<W, U, NT, XM, EPI>(y, y_f32, ldy, f, w, n, rows, cols, beta, (int)blockIdx.x,
-                               pdl_waiter{}, smem);
+                               pdl_waiter{f.pdl_early}, smem);
 }
 
 /* ==== variants and the launcher =================================================================== */
@@ -44,25 +46,26 @@ static const bf16_variant kBf16Variants[] = {
 };
 #define N_BF16_VARIANTS ((int)(sizeof kBf16Variants / sizeof kBf16Variants[0]))
 
-/* The fused forms exist in the two shapes the launcher picks (below), for the combinations a
- * decoder layer uses: normed x (q/k/v, gate/up), plain x with the row scale out (o_proj),
- * SiLU * up x with or without it (down; the last layer's needs none). [x mode][rms][shape]. */
+/* The fused forms a decoder layer uses (shapes: tests/gpu/NOTES.md run 12; the kernels trigger
+ * the next one at their start, so a shape that leaves room on a multiprocessor lets the next
+ * kernel's blocks in early). Plain x with the row scale out (o_proj, down): 8 warps of 8
+ * chunks, 64 KiB in flight and half an SM's registers a block. */
 typedef void (*fused_kernel)(void *, int, int, twin_gemv_fused, const twin_bf16 *, int, int, int,
                              float);
-/* The fused forms a decoder layer uses. Plain x with the scale out (o_proj, down), in the two
- * shapes the launcher picks (below). */
-static const fused_kernel kFusedRms[2] = {gemv_bf16_kernel<16, 4, 1, TWIN_GEMV_X_BF16, EPI_RMS>,
-                                          gemv_bf16_kernel<8, 8, 1, TWIN_GEMV_X_BF16, EPI_RMS>};
-/* The pair epilogues: q/k/v with RoPE and the cache write (x plain for the first layer, normed
- * after), gate/up into SiLU(gate) * up (x normed): 8 warps, 4 chunks a round, two tiles (the
- * same bytes in flight as 8 warps x 8 chunks x 1 tile). */
+static const fused_kernel kFusedRms = gemv_bf16_kernel<8, 8, 1, TWIN_GEMV_X_BF16, EPI_RMS>;
+/* The pair epilogues: q/k/v with RoPE and the cache write (x plain or normed), gate/up into
+ * SiLU(gate) * up (x normed): 8 warps, 4 chunks a round, two tiles (the same bytes in flight as
+ * 8 warps x 8 chunks x 1 tile). Normed q/k/v with at most one block an SM (the 1B shapes):
+ * 16 warps, a block's whole product in flight in one round. */
 static const fused_kernel kFusedRope[2] = {gemv_bf16_kernel<8, 4, 2, TWIN_GEMV_X_BF16, EPI_ROPE>,
                                            gemv_bf16_kernel<8, 4, 2, TWIN_GEMV_X_RMSNORM, EPI_ROPE>};
+static const fused_kernel kFusedRopeWide = gemv_bf16_kernel<16, 4, 2, TWIN_GEMV_X_RMSNORM, EPI_ROPE>;
 static const fused_kernel kFusedGlu = gemv_bf16_kernel<8, 4, 2, TWIN_GEMV_X_RMSNORM, EPI_GLU>;
-/* Normed x, the product stored: the LM head on the last layer's residual stream (the pair
- * kernels' shape, two tiles of 16 rows a block: forming normed x for 8 chunks a round, the
- * plain GEMV's shape, would spill). */
-static const fused_kernel kFusedNormStore = gemv_bf16_kernel<8, 4, 2, TWIN_GEMV_X_RMSNORM, EPI_STORE>;
+/* Normed x, the product stored: the LM head on the last layer's residual stream. Four tiles of
+ * 16 rows a block, 2 chunks a round (the same bytes in flight as the pair kernels, half the
+ * blocks: each block forms normed x, a chain of two loads after its wait, once for 64 rows) */
+static const fused_kernel kFusedNormStore = gemv_bf16_kernel<8, 2, 4, TWIN_GEMV_X_RMSNORM, EPI_STORE>;
+#define TWIN_SM_BLOCKS 132 /* H200 / H100 SXM multiprocessors: one block each */
 
 /* The launcher's choice (H200 sweep, tests/gpu/NOTES.md run 4): bytes in flight decide. Over
  * 132 tiles of 16 rows: 8 warps of 8 chunks (8 KiB a warp a round, two blocks an SM); up to 132
@@ -89,6 +92,7 @@ static cudaError_t gemv_bf16_launch(int variant, void *y, int y_f32, int ldy, co
   f.x_mode = TWIN_GEMV_X_BF16;
   f.x = x;
   f.ldx = ldx;
+  f.pdl_early = twin_cuda_pdl_early();
   return twin_launch(v.kernel, grid, v.warps * 32, 0, stream, y, y_f32, ldy, f, w, n, rows, cols,
                      beta);
 }
@@ -115,6 +119,7 @@ extern "C" cudaError_t twin_cuda_gemv_bf16_fused(void *y, int y_f32, int ldy,
     return cudaErrorInvalidValue;
   twin_gemv_fused fk = *f; /* what the kernel gets */
   fk.rms_inv_len = 1.0f / (float)cols;
+  fk.pdl_early = twin_cuda_pdl_early();
   if (f->argmax && (rms || f->rope_kv || f->glu_hidden)) return cudaErrorInvalidValue;
   if (f->rope_kv) {
     const twin_gemv_rope &r = f->rope;
@@ -123,6 +128,9 @@ extern "C" cudaError_t twin_cuda_gemv_bf16_fused(void *y, int y_f32, int ldy,
         !r.v_cache || (reinterpret_cast<uintptr_t>(r.cos_sin) & 7) != 0 ||
         rows != (r.n_heads + 2 * r.n_kv_heads) * r.head_dim)
       return cudaErrorInvalidValue;
+    if (xm == TWIN_GEMV_X_RMSNORM && rows / 32 <= TWIN_SM_BLOCKS)
+      return twin_launch(kFusedRopeWide, (unsigned)(rows / 32), 16 * 32, 0, stream, y, y_f32, ldy,
+                         fk, w, n, rows, cols, beta);
     return twin_launch(kFusedRope[xm], (unsigned)(rows / 32), 8 * 32, 0, stream, y, y_f32, ldy,
                        fk, w, n, rows, cols, beta);
   }
@@ -137,14 +145,12 @@ extern "C" cudaError_t twin_cuda_gemv_bf16_fused(void *y, int y_f32, int ldy,
     if (xm != TWIN_GEMV_X_RMSNORM || ldy < rows || f->rms_clear ||
         (f->argmax && (!y_f32 || beta != 0.0f)))
       return cudaErrorInvalidValue;
-    return twin_launch(kFusedNormStore, (unsigned)((rows + 31) / 32), 8 * 32, 0, stream, y,
+    return twin_launch(kFusedNormStore, (unsigned)((rows + 63) / 64), 8 * 32, 0, stream, y,
                        y_f32, ldy, fk, w, n, rows, cols, beta);
   }
   if (xm != TWIN_GEMV_X_BF16) return cudaErrorInvalidValue; /* no other form is built */
-  const int shape = bf16_auto_variant(rows, cols) == 2 ? 0 : 1; /* 16 warps x 4, 8 warps x 8 */
-  const unsigned grid = (unsigned)((rows + 15) / 16);
-  return twin_launch(kFusedRms[shape], grid, (shape == 0 ? 16 : 8) * 32, 0, stream, y, y_f32,
-                     ldy, fk, w, n, rows, cols, beta);
+  return twin_launch(kFusedRms, (unsigned)((rows + 15) / 16), 8 * 32, 0, stream, y, y_f32, ldy,
+                     fk, w, n, rows, cols, beta);
 }
 
 extern "C" int twin_cuda_gemv_bf16_variant_count(void) { return N_BF16_VARIANTS; }

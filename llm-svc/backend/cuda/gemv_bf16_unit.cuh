@@ -189,27 +189,28 @@ static __device__ __forceinline__ void gemv_epilogue(void *__restrict__ y, int y
       yb[(size_t)t * ldy + unit * 16 + r] = __float2bfloat16_rn(silu(g) * u);
     }
   } else if constexpr (EPI == EPI_STORE) {
-    uint64_t key = 0; /* f.argmax: this thread's row as an argmax key (one row a thread) */
     for (int i = threadIdx.x; i < ROWS * n; i += W * 32) {
       const int t = i / ROWS, r = i - t * ROWS, row = row0 + r;
-      if (row >= rows) continue;
       float v = 0.0f;
+      if (row < rows) {
 #pragma unroll
-      for (int k = 0; k < W; k++) v += partial[k][r][t];
-      store_out(y, y_f32, (size_t)t * ldy + row, v, beta);
-      key = argmax_key(v, row); /* beta 0 with argmax (the launcher checks): v as stored */
-    }
-    if constexpr (ROWS == 32 && ROWS * 8 <= W * 32) {
-      /* token t's 32 rows are warp t's lanes: the warp's largest key, one atomic a token */
-      if (f.argmax && (int)(threadIdx.x >> 5) < n) {
+        for (int k = 0; k < W; k++) v += partial[k][r][t];
+        store_out(y, y_f32, (size_t)t * ldy + row, v, beta);
+      }
+      if constexpr (ROWS % 32 == 0) {
+        /* f.argmax: a warp's 32 elements are rows of one token (ROWS a multiple of 32, and
+         * so is ROWS * n: whole warps run each turn); the warp's largest key, one atomic.
+         * beta is 0 with argmax (the launcher checks): v as stored. */
+        if (f.argmax) {
+          uint64_t key = row < rows ? argmax_key(v, row) : 0ull;
 #pragma unroll
-        for (int o = 16; o > 0; o >>= 1) {
-          const uint64_t other = __shfl_xor_sync(TWIN_FULL_MASK, key, o);
-          key = other > key ? other : key;
+          for (int o = 16; o > 0; o >>= 1) {
+            const uint64_t other = __shfl_xor_sync(TWIN_FULL_MASK, key, o);
+            key = other > key ? other : key;
+          }
+          if ((threadIdx.x & 31) == 0)
+            atomicMax(reinterpret_cast<unsigned long long *>(f.argmax) + t, (unsigned long long)key);
         }
-        if ((threadIdx.x & 31) == 0)
-          atomicMax(reinterpret_cast<unsigned long long *>(f.argmax) + (threadIdx.x >> 5),
-                    (unsigned long long)key);
       }
     }
   } else { /* EPI_RMS */

@@ -312,6 +312,8 @@ typedef struct twin_gemv_fused {
   int rope_kv;            /* 1: finish q/k/v as described above (rope must be filled) */
   twin_gemv_rope rope;
   int glu_hidden;         /* > 0: finish gate/up as described above (a multiple of 16) */
+  int pdl_early;          /* set by the launcher (twin_cuda_pdl_early): the kernel lets the next
+                             one be scheduled at its start */
 } twin_gemv_fused;
 
 /* y = x . w^T + beta * y as twin_cuda_gemv_bf16, with x formed by f->x_mode and rms_acc as
