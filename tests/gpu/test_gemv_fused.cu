@@ -30,7 +30,8 @@
 static const float kEps = 1e-5f;
 static const int kSameLayout = 1; /* plain GEMV variant with the pair kernels' warp layout
                                      (8 warps x 4 chunks: the same sums in the same order) */
-static const int kHeadLayout = 3; /* the same for the LM head's form (8 warps x 2 chunks) */
+static const int kFourTiles = 3; /* the same for the four-tile forms, gate/up (hidden a
+                                    multiple of 32) and the LM head: 8 warps x 2 chunks */
 
 /* ---- host helpers ------------------------------------------------------------------------------ */
 
@@ -204,7 +205,8 @@ static void check_glu(harness &h, rng &r, int hid, int cols) {
     const std::vector<uint16_t> x = host_norm_x(in.res, in.ldr, in.inv, in.nw, n, cols);
     twin_bf16 *d_x = dev_upload(x), *d_gu = dev_poisoned<twin_bf16>((size_t)n * rows);
     twin_bf16 *d_act = dev_poisoned<twin_bf16>((size_t)n * hid), *d_act2 = dev_poisoned<twin_bf16>((size_t)n * hid);
-    launched &= twin_cuda_gemv_bf16_variant(kSameLayout, d_gu, 0, rows, d_x, cols, d_w, n, rows, cols, 0.0f, 0) == cudaSuccess;
+    launched &= twin_cuda_gemv_bf16_variant(hid % 32 == 0 ? kFourTiles : kSameLayout, d_gu, 0, rows, d_x, cols, d_w, n,
+                                            rows, cols, 0.0f, 0) == cudaSuccess;
     launched &= twin_cuda_silu_mul(d_act, d_gu, n, hid, 0) == cudaSuccess;
     twin_gemv_fused f = {};
     in.set(f);
@@ -321,7 +323,7 @@ static void check_norm_store(harness &h, rng &r, int rows, int cols) {
             y[k] = dev_upload(y16);
           }
         }
-        launched &= twin_cuda_gemv_bf16_variant(kHeadLayout, y[0], y_f32, ldy, d_x, cols, d_w, n, rows, cols, beta, 0) ==
+        launched &= twin_cuda_gemv_bf16_variant(kFourTiles, y[0], y_f32, ldy, d_x, cols, d_w, n, rows, cols, beta, 0) ==
                     cudaSuccess;
         twin_gemv_fused f = {};
         in.set(f);
@@ -625,7 +627,7 @@ static void bench_head(const layer_shape &L, rng &r) {
       CK(twin_cuda_gemv_bf16(d_logits, 1, vocab, d_y, dim, d_w[i % n_copies], n, vocab, dim, 0.0f, 0));
     });
     const double same = time_seq_ms([&](int i) {
-      CK(twin_cuda_gemv_bf16_variant(kHeadLayout, d_logits, 1, vocab, d_y, dim, d_w[i % n_copies], n, vocab, dim, 0.0f, 0));
+      CK(twin_cuda_gemv_bf16_variant(kFourTiles, d_logits, 1, vocab, d_y, dim, d_w[i % n_copies], n, vocab, dim, 0.0f, 0));
     });
     const double normed = time_seq_ms([&](int i) {
       CK(twin_cuda_gemv_bf16_fused(d_logits, 1, vocab, &f, d_w[i % n_copies], n, vocab, dim, 0.0f, 0));
@@ -645,8 +647,9 @@ int main(int argc, char **argv) {
   if (!filter) {
     check_arguments(h);
     /* gate/up: hidden 16 (one block), 48 with cols 72 (a partial chunk), 160 x 576, 1040 x 1544
-     * (a partial super-chunk after whole ones) */
-    const int glu[][2] = {{16, 8}, {48, 72}, {160, 576}, {1040, 1544}};
+     * (a partial super-chunk after whole ones; hidden not a multiple of 32: the pair form),
+     * 1024 x 2056 (several super-chunks a warp) */
+    const int glu[][2] = {{16, 8}, {48, 72}, {160, 576}, {1040, 1544}, {1024, 2056}};
     for (const auto &s : glu) check_glu(h, r, s[0], s[1]);
     /* rows not a multiple of 16, one block and many */
     const int rms[][2] = {{37, 8}, {45, 72}, {300, 576}, {131, 1536}, {2130, 1544}};

@@ -53,14 +53,18 @@ static const bf16_variant kBf16Variants[] = {
 typedef void (*fused_kernel)(void *, int, int, twin_gemv_fused, const twin_bf16 *, int, int, int,
                              float);
 static const fused_kernel kFusedRms = gemv_bf16_kernel<8, 8, 1, TWIN_GEMV_X_BF16, EPI_RMS>;
-/* The pair epilogues: q/k/v with RoPE and the cache write (x plain or normed), gate/up into
- * SiLU(gate) * up (x normed): 8 warps, 4 chunks a round, two tiles (the same bytes in flight as
- * 8 warps x 8 chunks x 1 tile). Normed q/k/v with at most one block an SM (the 1B shapes):
- * 16 warps, a block's whole product in flight in one round. */
+/* The pair epilogues: q/k/v with RoPE and the cache write (x plain or normed): 8 warps, 4
+ * chunks a round, two tiles (the same bytes in flight as 8 warps x 8 chunks x 1 tile); normed
+ * q/k/v with at most one block an SM (the 1B shapes): 16 warps, a block's whole product in
+ * flight in one round. gate/up into SiLU(gate) * up (x normed): below. */
 static const fused_kernel kFusedRope[2] = {gemv_bf16_kernel<8, 4, 2, TWIN_GEMV_X_BF16, EPI_ROPE>,
                                            gemv_bf16_kernel<8, 4, 2, TWIN_GEMV_X_RMSNORM, EPI_ROPE>};
 static const fused_kernel kFusedRopeWide = gemv_bf16_kernel<16, 4, 2, TWIN_GEMV_X_RMSNORM, EPI_ROPE>;
-static const fused_kernel kFusedGlu = gemv_bf16_kernel<8, 4, 2, TWIN_GEMV_X_RMSNORM, EPI_GLU>;
+/* gate/up as 4 tiles (32 gate rows, then their 32 up rows) x 2 chunks: the same bytes in
+ * flight, half the blocks (the 1B gate/up in one wave of two blocks an SM), each forming
+ * normed x once for 64 rows; hidden sizes that are not a multiple of 32 take the pair form. */
+static const fused_kernel kFusedGlu = gemv_bf16_kernel<8, 2, 4, TWIN_GEMV_X_RMSNORM, EPI_GLU>;
+static const fused_kernel kFusedGluPair = gemv_bf16_kernel<8, 4, 2, TWIN_GEMV_X_RMSNORM, EPI_GLU>;
 /* Normed x, the product stored: the LM head on the last layer's residual stream. Four tiles of
  * 16 rows a block, 2 chunks a round (the same bytes in flight as the pair kernels, half the
  * blocks: each block forms normed x, a chain of two loads after its wait, once for 64 rows) */
@@ -138,7 +142,10 @@ extern "C" cudaError_t twin_cuda_gemv_bf16_fused(void *y, int y_f32, int ldy,
     if (rms || xm != TWIN_GEMV_X_RMSNORM || y_f32 || beta != 0.0f || f->glu_hidden % 16 != 0 ||
         rows != 2 * f->glu_hidden || ldy < f->glu_hidden)
       return cudaErrorInvalidValue;
-    return twin_launch(kFusedGlu, (unsigned)(f->glu_hidden / 16), 8 * 32, 0, stream, y, y_f32,
+    if (f->glu_hidden % 32 == 0)
+      return twin_launch(kFusedGlu, (unsigned)(f->glu_hidden / 32), 8 * 32, 0, stream, y, y_f32,
+                         ldy, fk, w, n, rows, cols, beta);
+    return twin_launch(kFusedGluPair, (unsigned)(f->glu_hidden / 16), 8 * 32, 0, stream, y, y_f32,
                        ldy, fk, w, n, rows, cols, beta);
   }
   if (!rms) { /* normed x, stored */

@@ -83,8 +83,9 @@ static __device__ __forceinline__ uint4 load_x(const twin_gemv_fused &f, size_t 
  * what happens to the sums (kernels.h): stored (EPI_STORE), stored with the grid's sum of
  * squares (EPI_RMS), finished as q/k/v (EPI_ROPE, NT = 2: tile 0 holds rows 16j .. 16j+15 of a
  * q or k head and tile 1 the rows hd/2 later, their rotation partners; v rows follow in blocks
- * of 32 contiguous rows) or as SiLU(gate) * up (EPI_GLU, NT = 2: tile 0 holds gate rows
- * 16b .. 16b+15, tile 1 the up rows of the same columns, rows/2 later). */
+ * of 32 contiguous rows) or as SiLU(gate) * up (EPI_GLU, NT even: the first NT/2 tiles hold
+ * gate rows 8*NT*b .. 8*NT*b + 8*NT-1, the others the up rows of the same columns, rows/2
+ * later). */
 
 enum { EPI_STORE = 0, EPI_RMS = 1, EPI_ROPE = 2, EPI_GLU = 3 };
 
@@ -97,15 +98,16 @@ static __device__ __forceinline__ int tile_row0(const twin_gemv_fused &f, int un
     const int b = unit;
     if (b < rot_blocks) return (b / per_head) * hd + (b % per_head) * 16 + t * half;
     return (f.rope.n_heads + f.rope.n_kv_heads) * hd + (b - rot_blocks) * 32 + 16 * t;
-  } else if constexpr (EPI == EPI_GLU) {
-    return unit * 16 + t * f.glu_hidden;
+  } else if constexpr (EPI == EPI_GLU) { /* tiles 0 .. NT/2-1 gate rows, the rest up rows */
+    return (unit * (NT / 2) + t % (NT / 2)) * 16 + (t / (NT / 2)) * f.glu_hidden;
   } else {
     return unit * 16 * NT + 16 * t;
   }
 }
 
-/* The pair epilogues' inputs: row r of tile 0 and of tile 1 for token t, the warps' partial
- * sums added in warp order and rounded to bf16 (the values the plain GEMV would store), in fp32. */
+/* The pair epilogues' inputs: row r of the first and of the second half of the tiles for token
+ * t, the warps' partial sums added in warp order and rounded to bf16 (the values the plain GEMV
+ * would store), in fp32. */
 template <int W, int ROWS>
 static __device__ __forceinline__ void pair_sums(const float (&partial)[W][ROWS][8], int r, int t,
                                                  float &a, float &c) {
@@ -114,7 +116,7 @@ static __device__ __forceinline__ void pair_sums(const float (&partial)[W][ROWS]
 #pragma unroll
   for (int k = 0; k < W; k++) {
     a += partial[k][r][t];
-    c += partial[k][16 + r][t];
+    c += partial[k][ROWS / 2 + r][t];
   }
   a = __bfloat162float(__float2bfloat16_rn(a));
   c = __bfloat162float(__float2bfloat16_rn(c));
@@ -182,11 +184,11 @@ static __device__ __forceinline__ void gemv_epilogue(void *__restrict__ y, int y
   } else if constexpr (EPI == EPI_GLU) {
     /* as silu_mul.cu on the bf16 products: act[t][i] = bf16(silu(gate) * up) */
     __nv_bfloat16 *yb = static_cast<__nv_bfloat16 *>(y);
-    for (int i = threadIdx.x; i < 16 * n; i += W * 32) {
-      const int t = i / 16, r = i - t * 16;
+    for (int i = threadIdx.x; i < ROWS / 2 * n; i += W * 32) {
+      const int t = i / (ROWS / 2), r = i - t * (ROWS / 2);
       float g, u;
       pair_sums(partial, r, t, g, u);
-      yb[(size_t)t * ldy + unit * 16 + r] = __float2bfloat16_rn(silu(g) * u);
+      yb[(size_t)t * ldy + unit * (ROWS / 2) + r] = __float2bfloat16_rn(silu(g) * u);
     }
   } else if constexpr (EPI == EPI_STORE) {
     for (int i = threadIdx.x; i < ROWS * n; i += W * 32) {
