@@ -177,7 +177,7 @@ extern "C" cudaError_t twin_cuda_attention_decode_ex(
     e = launch_main<128>(gh, warps, grid, stream, o, qb, q_stride, kc, vc, seqs, seq_start,
                          seq_len, block_tables, max_blocks, n_heads, n_kv_heads, scale_log2,
                          window, partition_tokens, max_splits, part_acc, part_ml, split_counters,
-                        twin_cuda_pdl_early());
+                         twin_cuda_pdl_early());
   if (e != cudaSuccess || max_splits == 1 || split_counters) return e;
   return twin_launch(attn_decode_reduce_kernel, dim3(n_decode, n_heads), head_dim, 0, stream, o,
                      seqs, seq_start, seq_len, n_heads, head_dim, window, partition_tokens,

@@ -195,8 +195,8 @@ static __device__ __forceinline__ void store_out(void *y, int y_f32, size_t o, f
  * memory nothing on the stream ever writes (weights) may be read before. pdl_wait returns once
  * the previous kernel has completed and its writes are visible, and since that kernel waited
  * for its own predecessor the same way, for everything before it too, whenever the trigger
- * came. pdl_trigger() lets the next kernel be scheduled before this one ends. TWIN_CUDA_PDL=0 in the environment turns the
- * early launch off (the calls then return at once). */
+ * came. pdl_trigger() lets the next kernel be scheduled before this one ends. TWIN_CUDA_PDL=0
+ * in the environment turns the early launch off (the calls then return at once). */
 static __device__ __forceinline__ void pdl_wait() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.wait;" ::: "memory");
