@@ -119,10 +119,7 @@ static int current_device_sms() {
 
 /* 0 when the environment has TWIN_CUDA_ATTN_WIDE=0 (the 4-warp form always), read once. */
 static int wide_enabled() {
-  static const int enabled = [] {
-    const char *v = getenv("TWIN_CUDA_ATTN_WIDE");
-    return v && strcmp(v, "0") == 0 ? 0 : 1;
-  }();
+  static const int enabled = twin_cuda_env_on("TWIN_CUDA_ATTN_WIDE");
   return enabled;
 }
 

@@ -207,6 +207,13 @@ attn_decode_unit(__nv_bfloat16 *__restrict__ out /* [rows][n_heads*HD] */,
     for (int r4 = 0; r4 < 4; r4++)
 #pragma unroll
       for (int h = 0; h < GH; h++) sc[r4][h] = 0.0f;
+    /* head h's q, columns of chunk j this lane multiplies (q_s: fp32, pre-scaled) */
+    auto q_cols = [&](int h, int j, float (&qv)[8]) {
+      const float4 a = *reinterpret_cast<const float4 *>(&q_s[h][j][cl][0]);
+      const float4 c = *reinterpret_cast<const float4 *>(&q_s[h][j][cl][4]);
+      qv[0] = a.x; qv[1] = a.y; qv[2] = a.z; qv[3] = a.w;
+      qv[4] = c.x; qv[5] = c.y; qv[6] = c.z; qv[7] = c.w;
+    };
 #pragma unroll
     for (int j = 0; j < NC; j++) {
       if constexpr (LEAN_SCORES) {
@@ -214,10 +221,7 @@ attn_decode_unit(__nv_bfloat16 *__restrict__ out /* [rows][n_heads*HD] */,
 #pragma unroll
         for (int h = 0; h < GH; h++) {
           float qv[8];
-          const float4 a = *reinterpret_cast<const float4 *>(&q_s[h][j][cl][0]);
-          const float4 c = *reinterpret_cast<const float4 *>(&q_s[h][j][cl][4]);
-          qv[0] = a.x; qv[1] = a.y; qv[2] = a.z; qv[3] = a.w;
-          qv[4] = c.x; qv[5] = c.y; qv[6] = c.z; qv[7] = c.w;
+          q_cols(h, j, qv);
 #pragma unroll
           for (int r4 = 0; r4 < 4; r4++) {
             float kf[8];
@@ -229,12 +233,7 @@ attn_decode_unit(__nv_bfloat16 *__restrict__ out /* [rows][n_heads*HD] */,
       } else {
         float qv[GH][8];
 #pragma unroll
-        for (int h = 0; h < GH; h++) {
-          const float4 a = *reinterpret_cast<const float4 *>(&q_s[h][j][cl][0]);
-          const float4 c = *reinterpret_cast<const float4 *>(&q_s[h][j][cl][4]);
-          qv[h][0] = a.x; qv[h][1] = a.y; qv[h][2] = a.z; qv[h][3] = a.w;
-          qv[h][4] = c.x; qv[h][5] = c.y; qv[h][6] = c.z; qv[h][7] = c.w;
-        }
+        for (int h = 0; h < GH; h++) q_cols(h, j, qv[h]);
 #pragma unroll
         for (int r4 = 0; r4 < 4; r4++) {
           float kf[8];

@@ -1228,16 +1228,10 @@ static void cuda_destroy(twin_backend *base) {
   free(b);
 }
 
-/* A comparison switch (README): on unless the environment sets it to "0". */
-static int env_on(const char *name) {
-  const char *v = getenv(name);
-  return !(v && strcmp(v, "0") == 0);
-}
-
 /* The fused decode layer (layer_forward_fused) serves models whose every projection is one bf16
  * matrix (q/k/v and gate/up fused), when the GEMV path is on; TWIN_CUDA_FUSE=0 turns it off. */
 static int can_fuse(const cuda_backend *b) {
-  if (!env_on("TWIN_CUDA_FUSE") || !b->lin.gemv) return 0;
+  if (!twin_cuda_env_on("TWIN_CUDA_FUSE") || !b->lin.gemv) return 0;
   const twin_model_config *cfg = &b->base.cfg;
   if (cfg->dim % 8 || cfg->hidden_dim % 16 || b->q_dim % 8 || cfg->head_dim % 32) return 0;
   for (int l = 0; l < cfg->n_layers; l++) {
@@ -1294,7 +1288,8 @@ static int cuda_init(cuda_backend *b, const twin_llama_tensors *t, const twin_ba
   if (!rc) rc = allocate_scratch(b, err);
   if (!rc) rc = allocate_kv_pool(b, opts, err);
   if (!rc) b->fuse = can_fuse(b);
-  b->fuse_head = b->fuse && b->lm_head.type == TWIN_DT_BF16 && env_on("TWIN_CUDA_FUSE_HEAD");
+  b->fuse_head =
+      b->fuse && b->lm_head.type == TWIN_DT_BF16 && twin_cuda_env_on("TWIN_CUDA_FUSE_HEAD");
   return rc;
 }
 
@@ -1318,13 +1313,13 @@ int twin_backend_cuda_create_from(const twin_model_config *cfg, const twin_llama
   b->base.max_tokens_per_step =
       opts->max_tokens_per_step ? opts->max_tokens_per_step : CUDA_DEFAULT_MAX_TOKENS;
   b->base.max_seqs = opts->max_seqs ? opts->max_seqs : CUDA_DEFAULT_MAX_SEQS;
-  b->lin.gemv = env_on("TWIN_CUDA_GEMV");
+  b->lin.gemv = twin_cuda_env_on("TWIN_CUDA_GEMV");
   b->q_dim = cfg->n_heads * cfg->head_dim;
   b->kv_dim = cfg->n_kv_heads * cfg->head_dim;
   b->qkv_dim = b->q_dim + 2 * b->kv_dim;
   b->window = cfg->sliding_window > 0 ? cfg->sliding_window : 0;
-  b->split_combine = env_on("TWIN_CUDA_SPLIT_COMBINE");
-  b->use_graphs = env_on("TWIN_CUDA_GRAPHS");
+  b->split_combine = twin_cuda_env_on("TWIN_CUDA_SPLIT_COMBINE");
+  b->use_graphs = twin_cuda_env_on("TWIN_CUDA_GRAPHS");
   b->graph_top = b->base.max_seqs < b->base.max_tokens_per_step ? b->base.max_seqs
                                                                  : b->base.max_tokens_per_step;
   b->attn_scale = 1.0f / sqrtf((float)cfg->head_dim);

@@ -217,10 +217,7 @@ static __device__ __forceinline__ void pdl_enter() {
 
 /* 1 unless the environment has TWIN_CUDA_PDL=0 (read once per file that launches). */
 static inline int twin_cuda_pdl_enabled() {
-  static const int enabled = [] {
-    const char *v = getenv("TWIN_CUDA_PDL");
-    return v && strcmp(v, "0") == 0 ? 0 : 1;
-  }();
+  static const int enabled = twin_cuda_env_on("TWIN_CUDA_PDL");
   return enabled;
 }
 
@@ -229,10 +226,7 @@ static inline int twin_cuda_pdl_enabled() {
  * take the room this one leaves on each multiprocessor and issue their first weight loads
  * while it runs (its wait still returns only once this kernel has ended). Read once per file. */
 static inline int twin_cuda_pdl_early() {
-  static const int enabled = [] {
-    const char *v = getenv("TWIN_CUDA_PDL_EARLY");
-    return v && strcmp(v, "0") == 0 ? 0 : 1;
-  }();
+  static const int enabled = twin_cuda_env_on("TWIN_CUDA_PDL_EARLY");
   return enabled;
 }
 

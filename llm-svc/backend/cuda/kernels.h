@@ -16,6 +16,8 @@
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -28,6 +30,13 @@ typedef uint16_t twin_bf16; /* bf16 bit pattern as stored on the device */
 #define TWIN_CUDA_KV_BLOCK 16       /* tokens per KV block (= TWIN_KV_BLOCK_SIZE) */
 #define TWIN_CUDA_PREFILL_TILE 64   /* queries per prefill attention tile */
 #define TWIN_CUDA_MAX_GQA 8         /* query heads per KV head the attention kernels serve */
+
+/* A comparison switch of the backend (README: TWIN_CUDA_*): on unless the environment sets it
+ * to "0". */
+static inline int twin_cuda_env_on(const char *name) {
+  const char *v = getenv(name);
+  return !(v && strcmp(v, "0") == 0);
+}
 
 /* ---- embedding gather (embedding.cu) ------------------------------------------------------ */
 

@@ -5,15 +5,11 @@
  * head of a large vocabulary is done in a few bands). */
 #include "llm-svc/backend/cuda/linear.h"
 
-#include <stdlib.h>
-#include <string.h>
-
 #include "llm-svc/backend/cuda/cuda_check.h"
 
 int twin_cuda_linear_ctx_init(twin_cuda_linear_ctx *ctx, twin_err *err) {
   ctx->tuner = NULL;
-  const char *tune = getenv("TWIN_CUDA_GEMM_TUNE");
-  if (tune && strcmp(tune, "0") == 0) return 0;
+  if (!twin_cuda_env_on("TWIN_CUDA_GEMM_TUNE")) return 0;
   const int rc = twin_cuda_gemm_tuner_create(ctx->cublas, ctx->stream, &ctx->tuner, err);
   return rc ? twin_err_wrap(err, "cuda linear") : 0;
 }
