@@ -174,6 +174,9 @@ static void check_arguments(harness &h) {
   f = rope;
   f.glu_hidden = 64;
   ok &= twin_cuda_gemv_bf16_fused(d_x, 0, 128, &f, d_w, 1, 128, 64, 0.0f, 0) == inv; /* both */
+  f = rope;
+  f.rope.cos_sin = d_cs + 2; /* 8 bytes off: the pairs are copied in 16-byte pieces */
+  ok &= twin_cuda_gemv_bf16_fused(d_x, 0, 128, &f, d_w, 1, 128, 64, 0.0f, 0) == inv;
   f = norm;
   f.rms_clear = d_sum; /* a clear without sums out */
   ok &= twin_cuda_gemv_bf16_fused(d_y, 1, 16, &f, d_w, 1, 16, 64, 0.0f, 0) == inv;

@@ -161,6 +161,10 @@ typedef struct cuda_backend {
 
   int32_t *meta_host;         /* pinned [meta_cap] */
   int32_t *ids_host;          /* pinned [S]: sampled ids copied back */
+  /* Zero copy (TWIN_CUDA_ZERO_COPY=0 off): the sample kernel writes the ids straight into
+   * ids_host (mapped), so a sampling step makes no copy back on the stream. */
+  int zero_copy;
+  int32_t *ids_out;           /* where the sample kernels write: ids_host's device view, or ids_dev */
 } cuda_backend;
 
 /* ---- carving one allocation into aligned arrays --------------------------------------------- */
@@ -520,6 +524,12 @@ static int allocate_scratch(cuda_backend *b, twin_err *err) {
   b->lin.dequant_elems = b->dequant ? CUDA_DEQUANT_ELEMS : 0;
   CUDA_CHECK(err, cudaMallocHost((void **)&b->meta_host, b->meta_cap * sizeof(int32_t)));
   CUDA_CHECK(err, cudaMallocHost((void **)&b->ids_host, S * sizeof *b->ids_host));
+  b->ids_out = b->ids_dev;
+  if (b->zero_copy) {
+    void *ids = NULL;
+    CUDA_CHECK(err, cudaHostGetDevicePointer(&ids, b->ids_host, 0));
+    b->ids_out = ids;
+  }
 
   double *inv_freq = malloc((size_t)(cfg->head_dim / 2) * sizeof *inv_freq);
   if (!inv_freq) return twin_err_set(err, TWIN_ENOMEM, "cuda backend: out of memory");
@@ -1002,12 +1012,12 @@ static int enqueue_head(cuda_backend *b, const cuda_step *st, cuda_head head, in
   if (head == HEAD_SAMPLE && normed_head)
     PROFILED(b, "sample (greedy from keys)",
              CUDA_CHECK(err, twin_cuda_sample_keyed(
-                                 b->ids_dev, b->logits, st->n_last, cfg->vocab_size, sp_f32(st, 0),
+                                 b->ids_out, b->logits, st->n_last, cfg->vocab_size, sp_f32(st, 0),
                                  (const int32_t *)sp_f32(st, 1), sp_f32(st, 2), sp_f32(st, 3),
                                  sp_u64(st, 0), sp_u64(st, 1), b->greedy_keys, b->stream)));
   else if (head == HEAD_SAMPLE)
     PROFILED(b, "sample",
-             CUDA_CHECK(err, twin_cuda_sample(b->ids_dev, b->logits, st->n_last, cfg->vocab_size,
+             CUDA_CHECK(err, twin_cuda_sample(b->ids_out, b->logits, st->n_last, cfg->vocab_size,
                                               sp_f32(st, 0), (const int32_t *)sp_f32(st, 1),
                                               sp_f32(st, 2), sp_f32(st, 3), sp_u64(st, 0),
                                               sp_u64(st, 1), b->stream)));
@@ -1134,8 +1144,9 @@ static int run_sample_step(cuda_backend *b, const cuda_step *st, int32_t *ids, t
     rc = st->graph >= 0 ? launch_graph(b, st, HEAD_SAMPLE, err)
                         : enqueue_to_head(b, st, HEAD_SAMPLE, err);
   if (rc) return rc;
-  CUDA_CHECK(err, cudaMemcpyAsync(b->ids_host, b->ids_dev, (size_t)st->n_seqs * sizeof *ids,
-                                  cudaMemcpyDeviceToHost, b->stream));
+  if (!b->zero_copy) /* else the sample kernel wrote ids_host */
+    CUDA_CHECK(err, cudaMemcpyAsync(b->ids_host, b->ids_dev, (size_t)st->n_seqs * sizeof *ids,
+                                    cudaMemcpyDeviceToHost, b->stream));
   twin_cuda_profile_mark(b->prof, TWIN_PROFILE_STEP_END);
   CUDA_CHECK(err, cudaStreamSynchronize(b->stream));
   memcpy(ids, b->ids_host, (size_t)st->n_seqs * sizeof *ids);
@@ -1273,6 +1284,9 @@ static int cuda_init(cuda_backend *b, const twin_llama_tensors *t, const twin_ba
                      twin_err *err) {
   CUDA_CHECK(err, cudaGetDevice(&b->device));
   CUDA_CHECK(err, cudaDeviceGetAttribute(&b->num_sms, cudaDevAttrMultiProcessorCount, b->device));
+  int can_map = 0;
+  CUDA_CHECK(err, cudaDeviceGetAttribute(&can_map, cudaDevAttrCanMapHostMemory, b->device));
+  if (!can_map) b->zero_copy = 0;
   CUDA_CHECK(err, cudaStreamCreateWithFlags(&b->stream, cudaStreamNonBlocking));
   CUBLAS_CHECK(err, cublasCreate(&b->cublas));
   CUBLAS_CHECK(err, cublasSetStream(b->cublas, b->stream));
@@ -1320,6 +1334,7 @@ int twin_backend_cuda_create_from(const twin_model_config *cfg, const twin_llama
   b->window = cfg->sliding_window > 0 ? cfg->sliding_window : 0;
   b->split_combine = twin_cuda_env_on("TWIN_CUDA_SPLIT_COMBINE");
   b->use_graphs = twin_cuda_env_on("TWIN_CUDA_GRAPHS");
+  b->zero_copy = twin_cuda_env_on("TWIN_CUDA_ZERO_COPY");
   b->graph_top = b->base.max_seqs < b->base.max_tokens_per_step ? b->base.max_seqs
                                                                  : b->base.max_tokens_per_step;
   b->attn_scale = 1.0f / sqrtf((float)cfg->head_dim);

@@ -117,6 +117,11 @@ static __device__ __forceinline__ float ld_act_f32(const float *p) {
   asm volatile("ld.global.cg.f32 %0, [%1];" : "=f"(v) : "l"(p));
   return v;
 }
+static __device__ __forceinline__ int32_t ld_act_s32(const int32_t *p) {
+  int32_t v;
+  asm volatile("ld.global.cg.s32 %0, [%1];" : "=r"(v) : "l"(p));
+  return v;
+}
 static __device__ __forceinline__ uint64_t ld_act_u64(const uint64_t *p) {
   uint64_t v;
   asm volatile("ld.global.cg.u64 %0, [%1];" : "=l"(v) : "l"(p));

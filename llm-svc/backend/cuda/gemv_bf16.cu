@@ -23,7 +23,7 @@ static __global__ void __launch_bounds__(W * 32, W <= 8 ? 2 : 1) /* 8 warps: two
 gemv_bf16_kernel(void *__restrict__ y /* [n][ldy] */, int y_f32, int ldy, twin_gemv_fused f,
                  const twin_bf16 *__restrict__ w /* [rows][cols] */, int n, int rows, int cols,
                  float beta) {
-  __shared__ __align__(16) char smem[gemv_unit_smem<W, NT>()];
+  __shared__ __align__(16) char smem[gemv_unit_smem<W, NT, EPI>()];
   if (f.pdl_early) pdl_trigger();
   gemv_unit<W, U, NT, XM, EPI>(y, y_f32, ldy, f, w, n, rows, cols, beta, (int)blockIdx.x,
                                pdl_waiter{f.pdl_early}, smem);
@@ -129,7 +129,7 @@ extern "C" cudaError_t twin_cuda_gemv_bf16_fused(void *y, int y_f32, int ldy,
     const twin_gemv_rope &r = f->rope;
     if (rms || y_f32 || beta != 0.0f || ldy < rows || r.head_dim < 32 || r.head_dim % 32 != 0 ||
         r.n_heads < 1 || r.n_kv_heads < 1 || !r.cos_sin || !r.slots || !r.k_cache ||
-        !r.v_cache || (reinterpret_cast<uintptr_t>(r.cos_sin) & 7) != 0 ||
+        !r.v_cache || (reinterpret_cast<uintptr_t>(r.cos_sin) & 15) != 0 ||
         rows != (r.n_heads + 2 * r.n_kv_heads) * r.head_dim)
       return cudaErrorInvalidValue;
     if (xm == TWIN_GEMV_X_RMSNORM && rows / 32 <= TWIN_SM_BLOCKS)

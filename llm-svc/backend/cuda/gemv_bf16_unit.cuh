@@ -14,7 +14,9 @@
  * nothing is shuffled. The warps of a unit split the columns in interleaved super-chunks
  * (several 32-column chunks whose loads are all issued before the first mma); their partial
  * sums are added in shared memory in a fixed order, so results are deterministic. The first
- * round of weight loads is issued before the wait; x and y are touched after. */
+ * round of weight loads is issued before the wait; x and y are touched after, with everything
+ * a unit reads after its wait asked for at once (one round trip: the row scale's sum with the
+ * residual it scales, the epilogue's inputs with x). */
 #ifndef TWIN_BACKEND_CUDA_GEMV_BF16_UNIT_CUH
 #define TWIN_BACKEND_CUDA_GEMV_BF16_UNIT_CUH
 
@@ -55,20 +57,35 @@ static __device__ __forceinline__ void mma_bf16_16x8x16(float c[4], uint32_t a0,
  * come from x itself or from the fp32 residual stream through RMSNorm (kernels.h:
  * twin_gemv_x_mode), with the arithmetic of rmsnorm.cu so fused and unfused steps round alike. */
 
+/* X_RMSNORM in two halves, so that the residual's load can be in flight with the row scale's
+ * (gemv_unit's first round): the 8 fp32 values of the residual, then x from them once the
+ * scale is known. */
+static __device__ __forceinline__ void load_x_raw(const twin_gemv_fused &f, size_t row_off, int col,
+                                                  float4 raw[2]) {
+  const float *r = static_cast<const float *>(f.x) + row_off + col;
+  raw[0] = ld_act_f4(r);
+  raw[1] = ld_act_f4(r + 4);
+}
+
+static __device__ __forceinline__ uint4 norm_x(const twin_gemv_fused &f, const float4 raw[2],
+                                               int col, float inv_rms) {
+  float w8[8], o[8];
+  bf16x8_to_f32(__ldg(reinterpret_cast<const uint4 *>(f.norm_w + col)), w8); /* a weight */
+  const float v[8] = {raw[0].x, raw[0].y, raw[0].z, raw[0].w, raw[1].x, raw[1].y, raw[1].z, raw[1].w};
+#pragma unroll
+  for (int e = 0; e < 8; e++) o[e] = v[e] * inv_rms * w8[e];
+  return f32_to_bf16x8(o);
+}
+
 template <int XM>
 static __device__ __forceinline__ uint4 load_x(const twin_gemv_fused &f, size_t row_off, int col,
                                                float inv_rms) {
   if constexpr (XM == TWIN_GEMV_X_BF16) {
     return ld_act16(static_cast<const twin_bf16 *>(f.x) + row_off + col);
   } else {
-    const float4 *r = reinterpret_cast<const float4 *>(static_cast<const float *>(f.x) + row_off + col);
-    const float4 a = ld_act_f4(reinterpret_cast<const float *>(r)), b = ld_act_f4(reinterpret_cast<const float *>(r + 1));
-    float w8[8], o[8];
-    bf16x8_to_f32(__ldg(reinterpret_cast<const uint4 *>(f.norm_w + col)), w8); /* a weight */
-    const float v[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
-#pragma unroll
-    for (int e = 0; e < 8; e++) o[e] = v[e] * inv_rms * w8[e];
-    return f32_to_bf16x8(o);
+    float4 raw[2];
+    load_x_raw(f, row_off, col, raw);
+    return norm_x(f, raw, col, inv_rms);
   }
 }
 
@@ -123,10 +140,52 @@ static __device__ __forceinline__ void pair_sums(const float (&partial)[W][ROWS]
 }
 
 /* Shared memory one unit of gemv_unit<W, NT> uses (bytes): the warps' partial sums, then
- * EPI_RMS's squares sq[8][ROWS]. */
-template <int W, int NT>
+ * EPI_RMS's squares sq[8][ROWS], then EPI_ROPE's rotation pairs (rope_cs_smem). */
+template <int W, int NT, int EPI>
 static constexpr size_t gemv_unit_smem() {
-  return sizeof(float) * (W * 16 * NT * 8 + 8 * 16 * NT);
+  return sizeof(float) * (W * 16 * NT * 8 + 8 * 16 * NT) +
+         (EPI == EPI_ROPE ? 16 * TWIN_CUDA_GEMV_MAX_N * (sizeof(float4) + sizeof(int)) : 0);
+}
+
+/* EPI_ROPE: epilogue thread i (< 16 n) finishes row r = i % 16 of both tiles for token
+ * t = i / 16; its cos/sin pair (cos_sin[t][fi], fi the row's frequency) is copied to shared
+ * memory right after the wait (rope_prefetch), as the aligned 16 bytes that hold it, so that
+ * the epilogue finds it there instead of making a round trip of its own. */
+template <int W, int NT>
+static __device__ __forceinline__ float4 *rope_cs_smem(char *smem) {
+  return reinterpret_cast<float4 *>(smem + sizeof(float) * (W * 16 * NT * 8 + 8 * 16 * NT));
+}
+
+/* ... and each epilogue thread's cache slot, read before the wait (the step's metadata, which
+ * no kernel writes, as the attention kernel reads it) */
+template <int W, int NT>
+static __device__ __forceinline__ int *rope_slot_smem(char *smem) {
+  return reinterpret_cast<int *>(rope_cs_smem<W, NT>(smem) + 16 * TWIN_CUDA_GEMV_MAX_N);
+}
+
+static __device__ __forceinline__ size_t rope_cs_index(const twin_gemv_rope &rp, int unit, int i) {
+  const int hd = rp.head_dim, half = hd / 2, per_head = half / 16;
+  const int t = i / 16, r = i % 16;
+  const int fi = (unit % per_head) * 16 + r; /* the row's place in the first half of its head */
+  return (size_t)t * half + fi;
+}
+
+/* Where this thread's pair is (formed before the wait, so that the copy after it costs no
+ * arithmetic while the warp's loads are in flight), or NULL: not an epilogue thread of a
+ * rotated unit. */
+static __device__ __forceinline__ const float2 *rope_cs_source(const twin_gemv_fused &f, int n,
+                                                               int unit) {
+  const twin_gemv_rope &rp = f.rope;
+  const int rot_blocks = (rp.n_heads + rp.n_kv_heads) * (rp.head_dim / 32);
+  if (threadIdx.x >= 16 * n || unit >= rot_blocks) return nullptr;
+  const size_t k = rope_cs_index(rp, unit, threadIdx.x) & ~(size_t)1; /* 16-byte aligned pair */
+  return reinterpret_cast<const float2 *>(rp.cos_sin) + k;
+}
+
+template <int W, int NT>
+static __device__ __forceinline__ void rope_prefetch(const float2 *src, char *smem) {
+  if (src) cp_async16(smem_addr(rope_cs_smem<W, NT>(smem) + threadIdx.x), src, 16);
+  cp_async_commit();
 }
 
 /* What follows a unit's products (W warps, ROWS = 16 * NT rows): smem starts with the warps'
@@ -142,6 +201,7 @@ static __device__ __forceinline__ void gemv_epilogue(void *__restrict__ y, int y
   float(&partial)[W][ROWS][8] = *reinterpret_cast<float(*)[W][ROWS][8]>(smem);
   const int row0 = unit * ROWS;
   static_assert(EPI != EPI_RMS || ROWS * 8 <= W * 32, "EPI_RMS: one element a thread");
+  static_assert(EPI != EPI_ROPE || 16 * TWIN_CUDA_GEMV_MAX_N <= W * 32, "EPI_ROPE: one row a thread");
   if constexpr (EPI == EPI_ROPE) {
     /* as rope_kv.cu: the product rounded to bf16, bias added, rotated in fp32, rounded */
     const twin_gemv_rope &rp = f.rope;
@@ -151,8 +211,9 @@ static __device__ __forceinline__ void gemv_epilogue(void *__restrict__ y, int y
     const __nv_bfloat16 *bias = reinterpret_cast<const __nv_bfloat16 *>(rp.bias);
     __nv_bfloat16 *kc = reinterpret_cast<__nv_bfloat16 *>(rp.k_cache);
     __nv_bfloat16 *vc = reinterpret_cast<__nv_bfloat16 *>(rp.v_cache);
-    for (int i = threadIdx.x; i < 16 * n; i += W * 32) {
-      const int t = i / 16, r = i - t * 16;
+    cp_async_wait_all(); /* this thread's cos/sin pair (rope_prefetch) */
+    if (threadIdx.x < 16 * n) {
+      const int i = threadIdx.x, t = i / 16, r = i - t * 16;
       float a, c;
       pair_sums(partial, r, t, a, c);
       const int ra = tile_row0<NT, EPI>(f, unit, 0) + r, rc = tile_row0<NT, EPI>(f, unit, 1) + r;
@@ -160,11 +221,14 @@ static __device__ __forceinline__ void gemv_epilogue(void *__restrict__ y, int y
         a += __bfloat162float(bias[ra]);
         c += __bfloat162float(bias[rc]);
       }
-      const int slot = rp.slots[t];
+      const int slot = rope_slot_smem<W, NT>(smem)[i];
       const size_t slot_off = slot >= 0 ? kv_slot_offset(slot, rp.n_kv_heads, hd) : 0;
       if (unit < rot_blocks) {
-        const int head = unit / per_head, fi = ra - head * hd; /* frequency index */
-        const float2 cs = reinterpret_cast<const float2 *>(rp.cos_sin)[(size_t)t * half + fi];
+        const int head = unit / per_head;
+        const size_t k = rope_cs_index(rp, unit, i);
+        const float4 pair = rope_cs_smem<W, NT>(smem)[i];
+        const float2 cs = k & 1 ? make_float2(pair.z, pair.w) : make_float2(pair.x, pair.y);
+        const int fi = (int)(k - (size_t)t * half); /* frequency index */
         const __nv_bfloat16 lo = __float2bfloat16_rn(a * cs.x - c * cs.y);
         const __nv_bfloat16 hi = __float2bfloat16_rn(c * cs.x + a * cs.y);
         if (head < rp.n_heads) {
@@ -248,7 +312,7 @@ static __device__ __forceinline__ void gemv_epilogue(void *__restrict__ y, int y
  * W warps (blockDim.x == 32 * W). wait(first) is called by every warp once before it touches x
  * or y: first after its first round of weight loads (the warps' start), or, for a warp with no
  * columns, before the epilogue; it must return once the producer of x (and of everything the
- * epilogue reads) has finished. smem: gemv_unit_smem<W, NT>() bytes, 16-byte aligned. */
+ * epilogue reads) has finished. smem: gemv_unit_smem<W, NT, EPI>() bytes, 16-byte aligned. */
 template <int W, int U, int NT, int XM, int EPI, typename Wait>
 static __device__ __forceinline__ void gemv_unit(void *__restrict__ y /* [n][ldy] */, int y_f32,
                                                  int ldy, const twin_gemv_fused &f,
@@ -273,16 +337,29 @@ static __device__ __forceinline__ void gemv_unit(void *__restrict__ y /* [n][ldy
   const size_t xoff = (size_t)tok * f.ldx;
   float inv_rms = 1.0f; /* X_RMSNORM: token tok's scale, read after pdl_wait */
   float y_old = 0.0f;   /* EPI_RMS: the old y of this thread's element (gemv_epilogue) */
-  /* what a warp reads once its wait has returned, before x: the row scale (X_RMSNORM) and the
-   * residual the epilogue adds to (EPI_RMS), so that neither costs a round trip later */
-  auto after_wait = [&]() {
-    if constexpr (XM == TWIN_GEMV_X_RMSNORM)
-      inv_rms = twin_rms_scale(ld_act_u64(f.rms_sum + tok), f.rms_inv_len, f.eps);
+  /* What the epilogue reads is asked for early, so that it costs no round trip of its own:
+   * before the wait, EPI_ROPE's cache slots (metadata); right after it, with x, the residual
+   * EPI_RMS adds to and EPI_ROPE's cos/sin pairs (after_wait_y), and the row scale of
+   * X_RMSNORM (after_wait; in the first round, the scale's sum and the residual together). */
+  auto before_wait = [&]() {
+    if constexpr (EPI == EPI_ROPE)
+      if (threadIdx.x < 16 * n)
+        rope_slot_smem<W, NT>(smem)[threadIdx.x] = ld_act_s32(f.rope.slots + threadIdx.x / 16);
+  };
+  const float2 *cs_src = nullptr; /* EPI_ROPE: rope_cs_source */
+  if constexpr (EPI == EPI_ROPE) cs_src = rope_cs_source(f, n, unit);
+  auto after_wait_y = [&]() {
+    if constexpr (EPI == EPI_ROPE) rope_prefetch<W, NT>(cs_src, smem);
     if constexpr (EPI == EPI_RMS) {
       const int t = threadIdx.x / ROWS, row = unit * ROWS + threadIdx.x % ROWS;
       if (beta != 0.0f && threadIdx.x < ROWS * n && row < rows)
         y_old = ld_act_f32(static_cast<const float *>(y) + (size_t)t * ldy + row);
     }
+  };
+  auto after_wait = [&]() {
+    if constexpr (XM == TWIN_GEMV_X_RMSNORM)
+      inv_rms = twin_rms_scale(ld_act_u64(f.rms_sum + tok), f.rms_inv_len, f.eps);
+    after_wait_y();
   };
 
   float acc[NT][2][4]; /* two chains per tile: the even and odd chunks */
@@ -306,13 +383,30 @@ static __device__ __forceinline__ void gemv_unit(void *__restrict__ y /* [n][ldy
           wv[t][0][u] = ld_weights16(wrow[t][0] + c0 + 32 * u);
           wv[t][1][u] = ld_weights16(wrow[t][1] + c0 + 32 * u);
         }
+      bool formed = false; /* xv formed with the first round's scale */
       if (!waited) {
+        before_wait();
         wait(true);
-        after_wait();
+        if constexpr (XM == TWIN_GEMV_X_RMSNORM) {
+          /* the row scale's sum and the residual in flight together: one round trip after
+           * the wait instead of two */
+          const uint64_t sum = ld_act_u64(f.rms_sum + tok);
+          float4 raw[U][2];
+#pragma unroll
+          for (int u = 0; u < U; u++) load_x_raw(f, xoff, c0 + 32 * u + 8 * q, raw[u]);
+          after_wait_y();
+          inv_rms = twin_rms_scale(sum, f.rms_inv_len, f.eps);
+#pragma unroll
+          for (int u = 0; u < U; u++) xv[u] = norm_x(f, raw[u], c0 + 32 * u + 8 * q, inv_rms);
+          formed = true;
+        } else {
+          after_wait();
+        }
         waited = true;
       }
+      if (!formed)
 #pragma unroll
-      for (int u = 0; u < U; u++) xv[u] = load_x<XM>(f, xoff, c0 + 32 * u + 8 * q, inv_rms);
+        for (int u = 0; u < U; u++) xv[u] = load_x<XM>(f, xoff, c0 + 32 * u + 8 * q, inv_rms);
     } else { /* the last, partial one */
 #pragma unroll
       for (int u = 0; u < U; u++) {
@@ -324,6 +418,7 @@ static __device__ __forceinline__ void gemv_unit(void *__restrict__ y /* [n][ldy
         }
       }
       if (!waited) {
+        before_wait();
         wait(true);
         after_wait();
         waited = true;
@@ -345,6 +440,7 @@ static __device__ __forceinline__ void gemv_unit(void *__restrict__ y /* [n][ldy
   }
 
   if (!waited) { /* a warp without columns still reads and writes y below */
+    before_wait();
     wait(false);
     after_wait();
   }
