@@ -1,5 +1,5 @@
 /* llm-svc/backend/cuda/attention_decode.cu — the decode attention kernels: one unit of
- * attention_decode_unit.cuh per thread block (grid: splits x (KV heads x G/GH) x sequences),
+ * attention_decode_unit.cuh per thread block (grid: (KV heads x G/GH) x sequences x splits),
  * launched with programmatic dependent launch, in two forms: 4 warps, or for small steps a wide
  * form whose warps each pre-load one KV block of the split before the wait; and the reduce
  * kernel that combines the splits when no split counters are given. */
@@ -19,12 +19,17 @@ static constexpr int decode_wide_warps(int hd, int gh) {
 }
 
 /* The previous kernel's end (pdl_enter also lets the next kernel be scheduled, unless the
- * kernel did at its start: early); a unit with nothing to do still waits: no block ends before
- * the previous kernel has, the next one relies on it. */
+ * kernel did at its start: early). A unit with nothing to do (a split past its sequence's
+ * context: a graph's grid has every split its bucket may need) leaves at once, so that the
+ * multiprocessor it holds is free for the next kernel's blocks; only the grid's first block
+ * waits then too, so the kernel never ends before the previous one has (the next kernel's
+ * wait relies on it). */
 struct pdl_unit_waiter {
   int early;
   __device__ __forceinline__ void operator()(bool) const { early ? pdl_wait() : pdl_enter(); }
-  __device__ __forceinline__ void skip() const { early ? pdl_wait() : pdl_enter(); }
+  __device__ __forceinline__ void skip() const {
+    if ((blockIdx.x | blockIdx.y | blockIdx.z) == 0) early ? pdl_wait() : pdl_enter();
+  }
 };
 
 template <int HD, int GH, int WARPS>
@@ -44,8 +49,8 @@ attn_decode_kernel(__nv_bfloat16 *__restrict__ out, const __nv_bfloat16 *__restr
   attn_decode_unit<HD, GH, WARPS>(out, q, q_stride, k_cache, v_cache, seqs, seq_start, seq_len,
                                   block_tables, max_blocks, n_heads, n_kv_heads, scale_log2,
                                   window, partition_dev, max_splits, part_acc, part_ml,
-                                  split_counters, (int)blockIdx.x, (int)blockIdx.y,
-                                  (int)blockIdx.z, (int)gridDim.y, pdl_unit_waiter{early}, smem);
+                                  split_counters, (int)blockIdx.z, (int)blockIdx.x,
+                                  (int)blockIdx.y, (int)gridDim.x, pdl_unit_waiter{early}, smem);
 }
 
 /* v1: one thread block per (sequence, query head), one thread per output column. Sequences whose
@@ -158,7 +163,9 @@ extern "C" cudaError_t twin_cuda_attention_decode_ex(
   if (warps != DECODE_WARPS && warps != decode_wide_warps(head_dim, gh))
     return cudaErrorInvalidValue;
   if (n_decode == 0) return cudaSuccess;
-  const dim3 grid(max_splits, n_kv_heads * (group / gh), n_decode);
+  /* split-major: blocks start in index order, so the first splits (the only ones a short
+   * context has) go first, before the spare ones that leave at once */
+  const dim3 grid(n_kv_heads * (group / gh), n_decode, max_splits);
   const float scale_log2 = scale * LOG2E;
   auto *o = reinterpret_cast<__nv_bfloat16 *>(out);
   const auto *qb = reinterpret_cast<const __nv_bfloat16 *>(q);

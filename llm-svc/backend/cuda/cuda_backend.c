@@ -164,6 +164,7 @@ typedef struct cuda_backend {
   /* Zero copy (TWIN_CUDA_ZERO_COPY=0 off): the sample kernel writes the ids straight into
    * ids_host (mapped), so a sampling step makes no copy back on the stream. */
   int zero_copy;
+  int idle;                   /* the stream has been synchronized since a step last enqueued work */
   int32_t *ids_out;           /* where the sample kernels write: ids_host's device view, or ids_dev */
 } cuda_backend;
 
@@ -647,7 +648,8 @@ static int prepare_step(cuda_backend *b, const twin_batch *batch, cuda_step *st,
   int rc = check_batch(b, batch, err);
   if (rc) return rc;
   /* a step that failed part-way may have left its copy of meta_host in flight */
-  CUDA_CHECK(err, cudaStreamSynchronize(b->stream));
+  if (!b->idle) CUDA_CHECK(err, cudaStreamSynchronize(b->stream));
+  b->idle = 1;
   const int T = batch->n_tokens, S = batch->n_seqs;
   memset(st, 0, sizeof *st);
   st->n_tokens = T;
@@ -727,7 +729,8 @@ static int prepare_step(cuda_backend *b, const twin_batch *batch, cuda_step *st,
   if (st->n_decode) {
     const int splits = decode_splits(b, st->n_decode);
     *partition = decode_partition(b, st->n_decode, span_max, splits);
-    /* a graph keeps its grid: every split a bucket may need, the unused ones exit at once */
+    /* a graph keeps its grid: every split a bucket may need, the unused ones exit at once
+     * (attention_decode.cu: the grid is split-major, so they start after the used ones) */
     st->max_splits = st->graph >= 0 ? splits : (span_max + *partition - 1) / *partition;
   } else {
     *partition = CUDA_MIN_PARTITION;
@@ -759,6 +762,7 @@ static int upload_step(cuda_backend *b, const cuda_step *st, twin_err *err) {
   const int32_t *h = b->meta_host;
   int32_t *d = b->meta_dev;
   const size_t S = (size_t)st->n_seqs, stride = (size_t)st->max_blocks, mb = (size_t)st->used_blocks;
+  b->idle = 0;
   twin_cuda_profile_mark(b->prof, TWIN_PROFILE_STEP_START);
   if (S <= 1 || stride == mb) {
     const size_t ints = st->tables_at + (S ? (S - 1) * stride + mb : 0);
@@ -1098,6 +1102,7 @@ static int cuda_forward(twin_backend *base, const twin_batch *batch, float *logi
   }
   twin_cuda_profile_mark(b->prof, TWIN_PROFILE_STEP_END);
   CUDA_CHECK(err, cudaStreamSynchronize(b->stream));
+  b->idle = 1;
   twin_cuda_profile_step(b->prof, st.n_tiles == 0);
   return 0;
 }
@@ -1149,6 +1154,7 @@ static int run_sample_step(cuda_backend *b, const cuda_step *st, int32_t *ids, t
                                     cudaMemcpyDeviceToHost, b->stream));
   twin_cuda_profile_mark(b->prof, TWIN_PROFILE_STEP_END);
   CUDA_CHECK(err, cudaStreamSynchronize(b->stream));
+  b->idle = 1;
   memcpy(ids, b->ids_host, (size_t)st->n_seqs * sizeof *ids);
   twin_cuda_profile_step(b->prof, st->n_tiles == 0);
   return 0;
