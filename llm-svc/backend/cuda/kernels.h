@@ -300,7 +300,8 @@ typedef enum {
 typedef struct twin_gemv_rope {
   const twin_bf16 *bias;  /* [(nh + 2*nkv)*hd] q/k/v bias, or NULL */
   const float *cos_sin;   /* [n][hd/2][2] (twin_cuda_rope_table), 16-byte aligned */
-  const int32_t *slots;   /* [n] cache slot of each token, -1: not cached (padding) */
+  const int32_t *slots;   /* [n] cache slot of each token, -1: not cached (padding); read
+                             before the PDL wait, so not written by a kernel on the stream */
   twin_bf16 *k_cache, *v_cache; /* [blocks][nkv][16][hd] one layer's */
   int n_heads, n_kv_heads, head_dim; /* head_dim a multiple of 32 */
 } twin_gemv_rope;
