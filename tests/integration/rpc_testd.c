@@ -4,6 +4,7 @@
  * Usage: rpc-testd [--port N | --listen HOST:PORT] [--name NAME] [--grace-ms MS];
  * SIGTERM/SIGINT shut it down gracefully. */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,12 +54,12 @@ static void handle_echo(twin_rpc_call *call, const uint8_t *req, size_t len, voi
 
 typedef struct count_state {
   testd *d;
-  int64_t seen_us;   /* set by the cancel hook */
+  _Atomic int64_t seen_us; /* set by the cancel hook on the I/O thread, read by the handler */
 } count_state;
 
 static void count_cancelled(void *arg) {
   count_state *cs = arg;
-  cs->seen_us = wall_us();
+  atomic_store(&cs->seen_us, wall_us());
 }
 
 static void count_stream(twin_rpc_call *call, const uint8_t *req, size_t len, testd *d, int merged) {
@@ -67,7 +68,8 @@ static void count_stream(twin_rpc_call *call, const uint8_t *req, size_t len, te
     twin_rpc_call_fail(call, TWIN_RPC_INVALID_ARGUMENT, "malformed CountRequest");
     return;
   }
-  count_state cs = {d, 0};
+  count_state cs = {.d = d};
+  atomic_init(&cs.seen_us, 0);
   twin_rpc_call_on_cancel(call, count_cancelled, &cs);
   uint8_t *filler = calloc(r->payload ? r->payload : 1, 1);
   memset(filler, 'x', r->payload);
@@ -103,7 +105,8 @@ static void count_stream(twin_rpc_call *call, const uint8_t *req, size_t len, te
     pthread_mutex_lock(&d->mu);
     d->last_cancel.seen = 1;
     d->last_cancel.sent = sent;
-    d->last_cancel.seen_unix_us = cs.seen_us ? cs.seen_us : wall_us();
+    const int64_t seen = atomic_load(&cs.seen_us);
+    d->last_cancel.seen_unix_us = seen ? seen : wall_us();
     pthread_mutex_unlock(&d->mu);
     twin_rpc_call_finish(call, TWIN_RPC_CANCELLED, "cancelled");
   } else {
