@@ -4,6 +4,8 @@
  * form whose warps each pre-load one KV block of the split before the wait; and the reduce
  * kernel that combines the splits when no split counters are given. */
 
+#include <atomic>
+
 #include "llm-svc/backend/cuda/attention_decode_unit.cuh"
 #include "llm-svc/backend/cuda/cuda_util.cuh"
 #include "llm-svc/backend/cuda/kernels.h"
@@ -113,12 +115,16 @@ static cudaError_t launch_main(int gh, int warps, dim3 grid, cudaStream_t stream
   return cudaErrorInvalidValue;
 }
 
-/* Multiprocessors of the current device (0 when it cannot be queried). */
+/* Multiprocessors of the current device (0 when it cannot be queried), asked of the driver
+ * once a device: the backend plans every decode step with it. */
 static int current_device_sms() {
+  constexpr int kDevices = 64;
+  static std::atomic<int> known[kDevices];
   int dev = 0, sms = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess ||
-      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
-    return 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0) return 0;
+  if (dev < kDevices && (sms = known[dev].load(std::memory_order_relaxed)) > 0) return sms;
+  if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) return 0;
+  if (dev < kDevices) known[dev].store(sms, std::memory_order_relaxed);
   return sms;
 }
 
