@@ -160,7 +160,8 @@ typedef struct cuda_backend {
   unsigned char graph_warm[2][CUDA_MAX_GRAPHS]; /* the bucket ran once eagerly */
 
   int32_t *meta_host;         /* pinned [meta_cap] */
-  int32_t *ids_host;          /* pinned [S]: sampled ids copied back */
+  int32_t *ids_host;          /* pinned [S]: the sampled ids (copied back, or written by the
+                                 sample kernel itself: zero_copy) */
   /* Zero copy (TWIN_CUDA_ZERO_COPY=0 off): the sample kernel writes the ids straight into
    * ids_host (mapped), so a sampling step makes no copy back on the stream. */
   int zero_copy;

@@ -197,10 +197,11 @@ static __device__ __forceinline__ void store_out(void *y, int y_f32, size_t o, f
  * and lets a projection start streaming its weights early. Contract for such a kernel: every
  * thread calls pdl_wait() (or pdl_enter()) before it touches memory an earlier kernel writes or
  * reads (activations, the KV cache, outputs), on every path, early returns included; only
- * memory nothing on the stream ever writes (weights) may be read before. pdl_wait returns once
- * the previous kernel has completed and its writes are visible, and since that kernel waited
- * for its own predecessor the same way, for everything before it too, whenever the trigger
- * came. pdl_trigger() lets the next kernel be scheduled before this one ends. TWIN_CUDA_PDL=0
+ * memory no kernel on the stream writes (weights, the step's metadata) may be read before. A
+ * block that touches none of it may leave without waiting, provided one block of the grid
+ * always waits: the kernel must not end before its predecessor. pdl_wait returns once the
+ * previous kernel has completed and its writes are visible, and since that kernel waited for
+ * its own predecessor the same way, for everything before it too, whenever the trigger came. pdl_trigger() lets the next kernel be scheduled before this one ends. TWIN_CUDA_PDL=0
  * in the environment turns the early launch off (the calls then return at once). */
 static __device__ __forceinline__ void pdl_wait() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
