@@ -107,26 +107,18 @@ static __device__ __forceinline__ uint2 ld_act_v2(const void *p) {
   asm volatile("ld.global.cg.v2.u32 {%0, %1}, [%2];" : "=r"(v.x), "=r"(v.y) : "l"(p));
   return v;
 }
-static __device__ __forceinline__ uint16_t ld_act_u16(const void *p) {
-  uint16_t v;
-  asm volatile("ld.global.cg.u16 %0, [%1];" : "=h"(v) : "l"(p));
-  return v;
-}
-static __device__ __forceinline__ float ld_act_f32(const float *p) {
-  float v;
-  asm volatile("ld.global.cg.f32 %0, [%1];" : "=f"(v) : "l"(p));
-  return v;
-}
-static __device__ __forceinline__ int32_t ld_act_s32(const int32_t *p) {
-  int32_t v;
-  asm volatile("ld.global.cg.s32 %0, [%1];" : "=r"(v) : "l"(p));
-  return v;
-}
-static __device__ __forceinline__ uint64_t ld_act_u64(const uint64_t *p) {
-  uint64_t v;
-  asm volatile("ld.global.cg.u64 %0, [%1];" : "=l"(v) : "l"(p));
-  return v;
-}
+/* the scalar forms: name, C type, pointer type, PTX type, asm constraint */
+#define TWIN_LD_ACT_SCALAR(name, T, P, ptx, c)                                  \
+  static __device__ __forceinline__ T name(const P *p) {                        \
+    T v;                                                                        \
+    asm volatile("ld.global.cg." ptx " %0, [%1];" : "=" c(v) : "l"(p));         \
+    return v;                                                                   \
+  }
+TWIN_LD_ACT_SCALAR(ld_act_u16, uint16_t, void, "u16", "h")
+TWIN_LD_ACT_SCALAR(ld_act_f32, float, float, "f32", "f")
+TWIN_LD_ACT_SCALAR(ld_act_s32, int32_t, int32_t, "s32", "r")
+TWIN_LD_ACT_SCALAR(ld_act_u64, uint64_t, uint64_t, "u64", "l")
+#undef TWIN_LD_ACT_SCALAR
 static __device__ __forceinline__ float4 ld_act_f4(const float *p) {
   float4 v;
   asm volatile("ld.global.cg.v4.f32 {%0, %1, %2, %3}, [%4];"
@@ -201,8 +193,9 @@ static __device__ __forceinline__ void store_out(void *y, int y_f32, size_t o, f
  * block that touches none of it may leave without waiting, provided one block of the grid
  * always waits: the kernel must not end before its predecessor. pdl_wait returns once the
  * previous kernel has completed and its writes are visible, and since that kernel waited for
- * its own predecessor the same way, for everything before it too, whenever the trigger came. pdl_trigger() lets the next kernel be scheduled before this one ends. TWIN_CUDA_PDL=0
- * in the environment turns the early launch off (the calls then return at once). */
+ * its own predecessor the same way, for everything before it too, whenever the trigger came.
+ * pdl_trigger() lets the next kernel be scheduled before this one ends. TWIN_CUDA_PDL=0 in the
+ * environment turns the early launch off (the calls then return at once). */
 static __device__ __forceinline__ void pdl_wait() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.wait;" ::: "memory");

@@ -67,7 +67,7 @@ static const fused_kernel kFusedGlu = gemv_bf16_kernel<8, 2, 4, TWIN_GEMV_X_RMSN
 static const fused_kernel kFusedGluPair = gemv_bf16_kernel<8, 4, 2, TWIN_GEMV_X_RMSNORM, EPI_GLU>;
 /* Normed x, the product stored: the LM head on the last layer's residual stream. Four tiles of
  * 16 rows a block, 2 chunks a round (the same bytes in flight as the pair kernels, half the
- * blocks: each block forms normed x, a chain of two loads after its wait, once for 64 rows) */
+ * blocks: each block forms normed x, a round trip after its wait, once for 64 rows) */
 static const fused_kernel kFusedNormStore = gemv_bf16_kernel<8, 2, 4, TWIN_GEMV_X_RMSNORM, EPI_STORE>;
 #define TWIN_SM_BLOCKS 132 /* H200 / H100 SXM multiprocessors: one block each */
 
